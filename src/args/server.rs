@@ -1,0 +1,482 @@
+/*!
+The server's reading of a command line: is this a compile it may run, and
+what exactly does it run? distcc 3.4 refuses only `-fplugin=` and `-specs=`;
+here every word must be understood (see `table`), the input and output are
+replaced by the job's own files, and the language is pinned to its
+preprocessed form so that the compiler never preprocesses on the server.
+*/
+
+use super::filename;
+use super::table::{self, Match, Server};
+
+/// Why a request is refused; sent to the client in SERR and logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal(msg.into()))
+}
+
+/// What the server will run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerJob {
+    /// The full command, `argv[0]` as the client sent it.
+    pub argv: Vec<String>,
+    /// The client's name for the input, for log lines.
+    pub input_name: String,
+    /// Extension the job's input file must have (`i`, `ii`, `mi`, `mii`).
+    pub input_ext: &'static str,
+}
+
+fn preprocessed_language(lang: &str) -> Option<&'static str> {
+    Some(match lang {
+        "c" | "cpp-output" => "cpp-output",
+        "c++" | "c++-cpp-output" => "c++-cpp-output",
+        "objective-c" | "objective-c-cpp-output" => "objective-c-cpp-output",
+        "objective-c++" | "objective-c++-cpp-output" => "objective-c++-cpp-output",
+        "none" => "none",
+        _ => return None,
+    })
+}
+
+fn names_a_path(value: &str) -> bool {
+    value.contains('/') || value.starts_with('@')
+}
+
+fn check_assembler_option(opt: &str, word: &str) -> Result<(), Refusal> {
+    const BAD: &[&str] = &["-a", "--MD", "-MD", "-o", "-I", "@", "--listing"];
+    if BAD.iter().any(|b| opt.starts_with(b)) || names_a_path(opt) {
+        return refuse(format!(
+            "{word}: assembler option '{opt}' reads or writes files on the server; compile it locally"
+        ));
+    }
+    Ok(())
+}
+
+fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
+    const PLUGINS: &[&str] = &[
+        "-load",
+        "-plugin",
+        "-add-plugin",
+        "-fplugin",
+        "-fpass-plugin",
+        "-include",
+    ];
+    if PLUGINS.iter().any(|p| value.starts_with(p)) || names_a_path(value) {
+        return refuse(format!(
+            "{word} {value}: {}",
+            "it can load code or name files on the server"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `argv` and rewrites it to compile into `output`; the input becomes
+/// `input(client's input name)`.
+pub fn rewrite(
+    argv: &[String],
+    input: impl Fn(&str) -> String,
+    output: &str,
+) -> Result<ServerJob, Refusal> {
+    let Some((compiler, words)) = argv.split_first() else {
+        return refuse("empty command line");
+    };
+    let mut out = vec![compiler.clone()];
+    let mut compile = false;
+    let mut input_name: Option<String> = None;
+    let mut output_seen = false;
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        i += 1;
+        if !(word.starts_with('-') || word.starts_with('@')) || word == "-" {
+            if !filename::is_source(word) {
+                return refuse(format!(
+                    "'{word}' is not a source file this server compiles (only one C, C++ or Objective-C input)"
+                ));
+            }
+            if let Some(first) = &input_name {
+                return refuse(format!(
+                    "two inputs, '{first}' and '{word}': distcc compiles one file per job"
+                ));
+            }
+            input_name = Some(word.to_owned());
+            out.push(input(word));
+            continue;
+        }
+        let Some(m) = table::lookup(word) else {
+            return refuse(format!(
+                "option '{word}' is not known to be safe to run on a server"
+            ));
+        };
+        let (flag, value, separate) = match m {
+            Match::Alone(flag) => (flag, None, false),
+            Match::Joined(flag, v) => (flag, Some(v), false),
+            Match::NeedsNext(flag) => {
+                let Some(v) = words.get(i) else {
+                    return refuse(format!("option '{word}' needs a value"));
+                };
+                i += 1;
+                (flag, Some(v.as_str()), true)
+            }
+        };
+        let push_as_is = |out: &mut Vec<String>| {
+            out.push(word.to_owned());
+            if separate {
+                out.push(value.unwrap_or_default().to_owned());
+            }
+        };
+        match flag.server {
+            Server::Keep => push_as_is(&mut out),
+            Server::KeepNoPaths => {
+                if let Some((_, v)) = word.split_once('=')
+                    && names_a_path(v)
+                {
+                    return refuse(format!("option '{word}' names a path on the server"));
+                }
+                push_as_is(&mut out);
+            }
+            Server::Refuse(why) => return refuse(format!("option '{word}' is refused: {why}")),
+            Server::Compile => {
+                compile = true;
+                push_as_is(&mut out);
+            }
+            Server::Output => {
+                if output_seen {
+                    return refuse("more than one -o");
+                }
+                output_seen = true;
+                out.push("-o".to_owned());
+                out.push(output.to_owned());
+            }
+            Server::Language => {
+                let lang = value.unwrap_or_default();
+                let Some(pre) = preprocessed_language(lang) else {
+                    return refuse(format!(
+                        "-x {lang}: only preprocessed C, C++ and Objective-C are compiled on a server"
+                    ));
+                };
+                out.push("-x".to_owned());
+                out.push(pre.to_owned());
+            }
+            Server::Assembler => {
+                match value {
+                    Some(v) => check_assembler_option(v, word)?,
+                    None => {
+                        for opt in word.trim_start_matches("-Wa,").split(',') {
+                            check_assembler_option(opt, word)?;
+                        }
+                    }
+                }
+                push_as_is(&mut out);
+            }
+            Server::Forwarded => {
+                check_forwarded(value.unwrap_or_default(), word)?;
+                push_as_is(&mut out);
+            }
+        }
+    }
+    if !compile {
+        return refuse("neither -c nor -S: linking and preprocessing are not done on a server");
+    }
+    let Some(input_name) = input_name else {
+        return refuse("no source file in the command line");
+    };
+    let Some(input_ext) = filename::preprocessed_extension(&input_name).filter(|e| *e != "s")
+    else {
+        return refuse(format!("'{input_name}' has no preprocessed form"));
+    };
+    if !output_seen {
+        out.push("-o".to_owned());
+        out.push(output.to_owned());
+    }
+    Ok(ServerJob {
+        argv: out,
+        input_name,
+        input_ext,
+    })
+}
+
+/// Refuses preprocessed text that would still make the compiler open files.
+/// gcc ignores directives in `.i` files, but clang obeys `#include` even in
+/// `-x cpp-output`, so a client could otherwise read any server file back
+/// through diagnostics.
+pub fn check_preprocessed(src: &[u8]) -> Result<(), Refusal> {
+    const OPENS_FILES: &[&[u8]] = &[
+        b"include",
+        b"include_next",
+        b"import",
+        b"embed",
+        b"__include_macros",
+    ];
+    let n = src.len();
+    let mut i = 0;
+    let mut line = 1usize;
+    while i < n {
+        let start = skip_blank(src, i, &mut line);
+        let after_hash = if src[start..].starts_with(b"#") {
+            Some(start + 1)
+        } else if src[start..].starts_with(b"%:") {
+            Some(start + 2)
+        } else if src[start..].starts_with(b"??=") {
+            Some(start + 3)
+        } else {
+            None
+        };
+        if let Some(k) = after_hash {
+            let k = skip_blank(src, k, &mut line);
+            let mut ident = Vec::new();
+            let mut j = k;
+            while j < n {
+                if let Some(len) = splice_at(src, j) {
+                    j += len;
+                    continue;
+                }
+                let c = src[j];
+                if !(c.is_ascii_alphanumeric() || c == b'_') {
+                    break;
+                }
+                ident.push(c);
+                j += 1;
+            }
+            if OPENS_FILES.contains(&ident.as_slice()) {
+                return refuse(format!(
+                    "preprocessed input line {line} contains #{}: files are opened on the client only",
+                    String::from_utf8_lossy(&ident)
+                ));
+            }
+        }
+        // On to the next physical line that is not a continuation.
+        let mut j = start;
+        while j < n {
+            if let Some(len) = splice_at(src, j) {
+                j += len;
+                line += 1;
+                continue;
+            }
+            j += 1;
+            if src[j - 1] == b'\n' {
+                line += 1;
+                break;
+            }
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// Length of a backslash-newline at `i`, if there is one.
+fn splice_at(src: &[u8], i: usize) -> Option<usize> {
+    if src[i] != b'\\' {
+        return None;
+    }
+    match src.get(i + 1..) {
+        Some([b'\n', ..]) => Some(2),
+        Some([b'\r', b'\n', ..]) => Some(3),
+        _ => None,
+    }
+}
+
+/// Skips spaces, tabs, splices and block comments, staying on the logical line.
+fn skip_blank(src: &[u8], mut i: usize, line: &mut usize) -> usize {
+    while i < src.len() {
+        if let Some(len) = splice_at(src, i) {
+            i += len;
+            *line += 1;
+        } else if matches!(src[i], b' ' | b'\t' | b'\x0b' | b'\x0c' | b'\r') {
+            i += 1;
+        } else if src[i..].starts_with(b"/*") {
+            match src[i + 2..].windows(2).position(|w| w == b"*/") {
+                Some(p) => {
+                    *line += src[i..i + 2 + p].iter().filter(|&&c| c == b'\n').count();
+                    i += p + 4;
+                }
+                None => return src.len(),
+            }
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn run(cmd: &str) -> Result<String, String> {
+        rewrite(&words(cmd), |_| "IN.i".into(), "OUT.o")
+            .map(|j| j.argv.join(" "))
+            .map_err(|r| r.0)
+    }
+
+    #[test]
+    fn accepted_and_rewritten() {
+        let cases = [
+            // What a real distcc 3.4 client sends (distcc-3.4.md §2.6).
+            (
+                "x86_64-linux-gnu-gcc -c t.c -o t.o",
+                "x86_64-linux-gnu-gcc -c IN.i -o OUT.o",
+            ),
+            ("gcc -c x.i -o x.o", "gcc -c IN.i -o OUT.o"),
+            (
+                "gcc -o /tmp/hello.o -c ../src/hello.c",
+                "gcc -o OUT.o -c IN.i",
+            ),
+            ("gcc -ohello.o -c hello.c", "gcc -o OUT.o -c IN.i"),
+            ("gcc -c hello.c", "gcc -c IN.i -o OUT.o"),
+            ("gcc -S hello.c -o hello.s", "gcc -S IN.i -o OUT.o"),
+            (
+                "g++ -O2 -g -Wall -std=c++17 -fPIC -pthread -c a.cc -o a.o",
+                "g++ -O2 -g -Wall -std=c++17 -fPIC -pthread -c IN.i -o OUT.o",
+            ),
+            (
+                "gcc -x c -c a.c -o a.o",
+                "gcc -x cpp-output -c IN.i -o OUT.o",
+            ),
+            (
+                "gcc -xc++ -c a.cc -o a.o",
+                "gcc -x c++-cpp-output -c IN.i -o OUT.o",
+            ),
+            (
+                "clang -c a.c -o a.o -target x86_64-pc-linux-gnu",
+                "clang -c IN.i -o OUT.o -target x86_64-pc-linux-gnu",
+            ),
+            (
+                "gcc -ffile-prefix-map=/home/u/src=. -c a.c -o a.o",
+                "gcc -ffile-prefix-map=/home/u/src=. -c IN.i -o OUT.o",
+            ),
+            (
+                "gcc -Wa,--noexecstack -c a.c -o a.o",
+                "gcc -Wa,--noexecstack -c IN.i -o OUT.o",
+            ),
+            (
+                "gcc -march=x86-64-v2 -c a.c -o a.o",
+                "gcc -march=x86-64-v2 -c IN.i -o OUT.o",
+            ),
+            (
+                "gcc --param max-inline-insns-single=100 -c a.c",
+                "gcc --param max-inline-insns-single=100 -c IN.i -o OUT.o",
+            ),
+            (
+                "clang -Xclang -fno-pch-timestamp -c a.c -o a.o",
+                "clang -Xclang -fno-pch-timestamp -c IN.i -o OUT.o",
+            ),
+        ];
+        for (cmd, want) in cases {
+            assert_eq!(run(cmd), Ok(want.to_owned()), "{cmd}");
+        }
+        let job = rewrite(
+            &words("g++ -c dir/a.cpp -o a.o"),
+            |w| format!("<{w}>"),
+            "OUT",
+        )
+        .unwrap();
+        assert_eq!(
+            (job.input_name.as_str(), job.input_ext),
+            ("dir/a.cpp", "ii")
+        );
+        assert_eq!(job.argv[2], "<dir/a.cpp>");
+    }
+
+    #[test]
+    fn refused_with_reasons() {
+        let cases = [
+            ("gcc -c a.c -fplugin=/tmp/evil.so", "load or run"),
+            ("gcc -c a.c -fplugin-arg-x-y=1", "load or run"),
+            ("gcc -specs=/tmp/x -c a.c", "load or run"),
+            ("gcc --specs=/tmp/x -c a.c", "load or run"),
+            ("gcc -B/tmp/evil -c a.c", "load or run"),
+            ("gcc -B /tmp/evil -c a.c", "load or run"),
+            ("gcc -wrapper /bin/sh,-c -c a.c", "load or run"),
+            ("gcc @/etc/shadow -c a.c", "response files"),
+            ("gcc -include /etc/shadow -c a.c", "read a file"),
+            ("gcc -imacros/etc/shadow -c a.c", "read a file"),
+            ("gcc --sysroot=/ -c a.c", "read a file"),
+            ("gcc -isysroot / -c a.c", "read a file"),
+            ("gcc -c a.c -MD -MF /etc/x.d", "preprocessing"),
+            ("gcc -E a.c", "preprocessing"),
+            ("gcc -c a.c -save-temps=/tmp", "write a file"),
+            ("gcc -c a.c -fdump-tree-all=/tmp/x", "names a path"),
+            ("gcc -c a.c -fopt-info=/etc/passwd", "names a path"),
+            ("gcc -c a.c -frandom-seed=@/etc/shadow", "names a path"),
+            ("gcc -c a.c -dumpdir /tmp/", "write a file"),
+            ("gcc -c a.c -aux-info /tmp/x", "write a file"),
+            ("gcc -c a.c -fprofile-use=/tmp/x", "profiling"),
+            ("gcc -c a.c -Wa,-alh=/tmp/listing", "assembler option"),
+            ("gcc -c a.c -Xassembler --MD", "assembler option"),
+            ("clang -c a.c -Xclang -load -Xclang /tmp/p.so", "load code"),
+            ("clang -c a.c -mllvm -info-output-file=/tmp/x", "load code"),
+            ("clang -c a.c -fpass-plugin=/tmp/p.so", "load or run"),
+            ("gcc -c a.c -march=native", "server's CPU"),
+            ("gcc -c a.c -gsplit-dwarf", "split DWARF"),
+            ("gcc -x assembler-with-cpp -c a.c", "only preprocessed"),
+            ("gcc -c a.c b.c", "two inputs"),
+            ("gcc -c a.c /etc/passwd", "not a source file"),
+            ("gcc -c a.c x.o", "not a source file"),
+            ("gcc a.c -o a", "neither -c nor -S"),
+            ("gcc -c -o a.o", "no source file"),
+            ("gcc -c a.c -o a.o -o b.o", "more than one -o"),
+            ("gcc -c a.c -print-prog-name=cc1", "not known to be safe"),
+            ("gcc -c a.c -o", "needs a value"),
+            ("gcc -c a.s", "not a source file"),
+            ("gcc -c a.h", "not a source file"),
+        ];
+        for (cmd, want) in cases {
+            let got = run(cmd);
+            assert!(matches!(&got, Err(e) if e.contains(want)), "{cmd}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn directives_that_open_files_are_refused() {
+        let refused: &[&[u8]] = &[
+            b"#include \"/etc/passwd\"\n",
+            b"int x;\n  #  include <shadow>\n",
+            b"#include_next <x>\n",
+            b"#import \"x\"\n",
+            b"#embed \"/etc/passwd\"\n",
+            b"%:include \"x\"\n",
+            b"??=include \"x\"\n",
+            b"#inc\\\nlude \"x\"\n",
+            b"/* c */ # /* c */ include \"x\"\n",
+            b"#\\\r\ninclude \"x\"\n",
+        ];
+        for src in refused {
+            assert!(
+                check_preprocessed(src).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(src)
+            );
+        }
+        let err = check_preprocessed(b"int a;\nint b;\n#include \"x\"\n").unwrap_err();
+        assert!(err.0.contains("line 3"), "{err}");
+        let fine: &[&[u8]] = &[
+            b"# 1 \"x.c\"\n# 1 \"<built-in>\"\nint x;\n",
+            b"#pragma once\n#pragma GCC diagnostic push\n",
+            b"#define A 1\n#line 4 \"x.c\"\n#ident \"v\"\n",
+            b"char *s = \"#include <x>\";\n",
+            b"int includes;\n",
+            b"",
+            b"\\",
+        ];
+        for src in fine {
+            assert_eq!(
+                check_preprocessed(src),
+                Ok(()),
+                "{:?}",
+                String::from_utf8_lossy(src)
+            );
+        }
+    }
+}

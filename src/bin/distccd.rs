@@ -1,0 +1,249 @@
+//! distccd: see `distcc::daemon`. Exit codes are decided here and only here.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use distcc::daemon::compilers::Policy;
+use distcc::daemon::options::{self, Mode, Options, Parsed};
+use distcc::daemon::{self, Config, Peer, Server, process};
+use distcc::exitcode;
+use distcc::protocol::Limits;
+
+/// A failure with the exit code distccd 3.4 uses for it.
+struct Fatal(u8, anyhow::Error);
+
+fn fatal(code: u8) -> impl FnOnce(anyhow::Error) -> Fatal {
+    move |e| Fatal(code, e)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let opts = match options::parse(&args, ncpus) {
+        Ok(Parsed::Run(o)) => o,
+        Ok(Parsed::Help) => {
+            print!("{}", options::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            print!("{}", distcc::version_banner("distccd"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("distccd: {e}\nTry 'distccd --help'.");
+            return ExitCode::from(exitcode::BAD_ARGUMENTS);
+        }
+    };
+    match run(*opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fatal(code, e)) => {
+            tracing::error!("{e:#}");
+            eprintln!("distccd: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn stdin_is_socket() -> bool {
+    nix::sys::stat::fstat(std::io::stdin().as_fd())
+        .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK)
+}
+
+fn run(opts: Options) -> Result<(), Fatal> {
+    let inetd = match opts.mode {
+        Mode::Inetd => true,
+        Mode::Daemon => false,
+        Mode::Auto => stdin_is_socket(),
+    };
+    if !inetd && opts.allow.is_empty() {
+        return Err(Fatal(
+            exitcode::BAD_ARGUMENTS,
+            anyhow!(
+                "refusing to start: no --allow or --allow-private given, so every client would be refused.\n\
+                 Name the clients that may use this server, e.g. --allow 127.0.0.1 or --allow 192.168.0.0/24 \
+                 (in /etc/conf.d/distccd: DISTCC_ARGS=\"--allow ...\")."
+            ),
+        ));
+    }
+    let config = config(&opts)?;
+
+    // Everything that needs root or a single thread happens before the runtime.
+    let listeners = if inetd {
+        Vec::new()
+    } else {
+        bind(&opts).map_err(fatal(exitcode::BIND_FAILED))?
+    };
+    process::set_nice(opts.nice).map_err(fatal(exitcode::DISTCC_FAILED))?;
+    let log_file = if opts.log_stderr {
+        None
+    } else {
+        opts.log_file.as_deref()
+    };
+    process::init_logging(opts.log_level, log_file).map_err(fatal(exitcode::BAD_ARGUMENTS))?;
+    if !inetd && !opts.no_detach {
+        process::detach().map_err(fatal(exitcode::DISTCC_FAILED))?;
+    }
+    process::drop_root(opts.user.as_deref()).map_err(fatal(exitcode::SETUID_FAILED))?;
+    // As distcc does: written by the serving user, so that it can remove it.
+    if let Some(p) = &opts.pid_file {
+        process::write_pid_file(p).map_err(fatal(exitcode::IO_ERROR))?;
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(exitcode::DISTCC_FAILED, e.into()))?;
+    let server = Server::new(config, opts.jobs);
+    let result = rt.block_on(async {
+        if inetd {
+            serve_stdio(server).await
+        } else {
+            let listeners = listeners
+                .into_iter()
+                .map(|l| {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("registering listeners")?;
+            for l in &listeners {
+                tracing::info!("listening on {}", l.local_addr()?);
+            }
+            daemon::serve(listeners, server, shutdown_signal(opts.lifetime)).await;
+            tracing::info!("distccd exiting");
+            Ok(())
+        }
+    });
+    if let Some(p) = &opts.pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    result.map_err(fatal(exitcode::IO_ERROR))
+}
+
+fn config(opts: &Options) -> Result<Config, Fatal> {
+    let compilers = match std::env::var_os("DISTCC_CMDLIST") {
+        Some(list) => {
+            let words = std::env::var("DISTCC_CMDLIST_NUMWORDS")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(1);
+            Policy::load_cmdlist(std::path::Path::new(&list), words)
+                .with_context(|| format!("reading DISTCC_CMDLIST {}", list.to_string_lossy()))
+                .map_err(fatal(exitcode::BAD_ARGUMENTS))?
+        }
+        None => {
+            if !opts.compiler_dir.is_dir() {
+                return Err(Fatal(
+                    exitcode::COMPILER_MISSING,
+                    anyhow!(
+                        "compiler allow-list directory {} does not exist: no compiler could be run. \
+                         Create it with links named after the allowed compilers, or pass --compiler-dir",
+                        opts.compiler_dir.display()
+                    ),
+                ));
+            }
+            Policy::Dir(opts.compiler_dir.clone())
+        }
+    };
+    let io_timeout = match std::env::var("DISTCC_IO_TIMEOUT") {
+        Ok(v) => match v.parse::<u64>() {
+            Ok(s) if s > 0 => Duration::from_secs(s),
+            _ => {
+                return Err(Fatal(
+                    exitcode::BAD_ARGUMENTS,
+                    anyhow!("DISTCC_IO_TIMEOUT={v}: expected seconds > 0"),
+                ));
+            }
+        },
+        Err(_) => Duration::from_secs(300),
+    };
+    let path = std::env::var_os("DISTCCD_PATH")
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    Ok(Config {
+        allow: opts.allow.clone(),
+        compilers,
+        tcp_insecure: opts.tcp_insecure,
+        limits: Limits::default(),
+        request_timeout: io_timeout,
+        io_timeout,
+        job_lifetime: opts.job_lifetime,
+        tmpdir: std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
+        path,
+        max_output: 16 << 20,
+    })
+}
+
+fn bind(opts: &Options) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let addrs: Vec<std::net::IpAddr> = match opts.listen {
+        Some(a) => vec![a],
+        // [::] also takes IPv4 (as v4-mapped) unless the host disabled that.
+        None => vec![
+            "::".parse().expect("valid"),
+            "0.0.0.0".parse().expect("valid"),
+        ],
+    };
+    let mut last = None;
+    for ip in addrs {
+        match std::net::TcpListener::bind((ip, opts.port)) {
+            Ok(l) => return Ok(vec![l]),
+            Err(e) => last = Some(anyhow!(e).context(format!("binding {ip} port {}", opts.port))),
+        }
+    }
+    Err(last.expect("at least one address"))
+}
+
+async fn shutdown_signal(lifetime: Option<Duration>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    let life = async {
+        match lifetime {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        () = life => tracing::info!("--lifetime reached: stopping"),
+    }
+}
+
+/// `--inetd`: one job on stdin/stdout (inetd, systemd `Accept=yes`, SSH).
+async fn serve_stdio(server: std::sync::Arc<Server>) -> anyhow::Result<()> {
+    let input: OwnedFd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    if stdin_is_socket() {
+        let std_stream = std::net::TcpStream::from(input);
+        if let Ok(peer) = std_stream.peer_addr() {
+            std_stream.set_nonblocking(true)?;
+            let (r, w) = tokio::net::TcpStream::from_std(std_stream)?.into_split();
+            daemon::job::handle(server, Peer::Tcp(peer), r, w).await;
+            return Ok(());
+        }
+        let unix = std::os::unix::net::UnixStream::from(OwnedFd::from(std_stream));
+        unix.set_nonblocking(true)?;
+        let (r, w) = tokio::net::UnixStream::from_std(unix)?.into_split();
+        daemon::job::handle(server, Peer::Local, r, w).await;
+        return Ok(());
+    }
+    let output: OwnedFd = std::io::stdout().as_fd().try_clone_to_owned()?;
+    let r = tokio::net::unix::pipe::Receiver::from_owned_fd(input)
+        .context("stdin must be a socket or a pipe")?;
+    let w = tokio::net::unix::pipe::Sender::from_owned_fd(output)
+        .context("stdout must be a socket or a pipe")?;
+    daemon::job::handle(server, Peer::Local, r, w).await;
+    Ok(())
+}

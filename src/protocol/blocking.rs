@@ -1,0 +1,64 @@
+//! The codec over `std::io` (the client, and tests).
+
+use std::io::{self, Read};
+
+use super::message::{Decoder, Need};
+use super::token::{HEADER_LEN, ProtocolError};
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Protocol(ProtocolError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<ProtocolError> for ReadError {
+    fn from(e: ProtocolError) -> Self {
+        ReadError::Protocol(e)
+    }
+}
+
+fn eof_is_truncation(e: io::Error, what: &'static str) -> ReadError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        ReadError::Protocol(ProtocolError::Truncated(what))
+    } else {
+        ReadError::Io(e)
+    }
+}
+
+/// Drives `dec` to completion from `r`.
+pub fn read_message<R: Read, D: Decoder>(r: &mut R, mut dec: D) -> Result<D::Output, ReadError> {
+    loop {
+        match dec.need() {
+            Need::Header => {
+                let mut h = [0u8; HEADER_LEN];
+                r.read_exact(&mut h)
+                    .map_err(|e| eof_is_truncation(e, "a header"))?;
+                dec.header(&h)?;
+            }
+            Need::Body { len, what } => {
+                // Grows as bytes arrive instead of trusting `len` up front.
+                let mut body = Vec::new();
+                r.by_ref()
+                    .take(len.into())
+                    .read_to_end(&mut body)
+                    .map_err(ReadError::Io)?;
+                if body.len() != len as usize {
+                    return Err(ProtocolError::Truncated(what).into());
+                }
+                dec.body(body)?;
+            }
+            Need::Done => return Ok(dec.finish()),
+        }
+    }
+}

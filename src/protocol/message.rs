@@ -1,0 +1,596 @@
+/*!
+The request and reply of one compilation, and decoders that say what they
+need next (a header or a body of known length) so that the std and tokio
+adapters share every rule and differ only in how they read.
+*/
+
+use super::lzo::{self, LzoError};
+use super::token::{self, HEADER_LEN, ProtocolError, Tag};
+
+/// A protocol version as sent in `DIST`. 1 = plain, 2 = plain + LZO,
+/// 3 = pump mode (recognised so it can be refused with a reply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version(u32);
+
+impl Version {
+    pub const V1: Version = Version(1);
+    pub const V2: Version = Version(2);
+    pub const V3: Version = Version(3);
+
+    pub fn new(v: u32) -> Option<Version> {
+        (1..=3).contains(&v).then_some(Version(v))
+    }
+    pub fn number(self) -> u32 {
+        self.0
+    }
+    /// Whether bulk bodies (DOTI, SERR, SOUT, DOTO) are LZO1X-compressed.
+    pub fn compressed(self) -> bool {
+        self.0 >= 2
+    }
+}
+
+/// What a peer may make us read. Lengths are checked before anything of that
+/// size is allocated, and bodies are read as they arrive, so a lying length
+/// costs the liar bandwidth, not our memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_argc: u32,
+    pub max_arg_len: u32,
+    pub max_argv_bytes: u64,
+    /// Largest body on the wire (compressed size for protocol 2).
+    pub max_body: u32,
+    /// Largest body after decompression.
+    pub max_plain: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_argc: 4096,
+            max_arg_len: 64 << 10,
+            max_argv_bytes: 1 << 20,
+            max_body: 512 << 20,
+            max_plain: 1 << 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub version: Version,
+    pub argv: Vec<Vec<u8>>,
+    /// The preprocessed source, decompressed.
+    pub doti: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub version: Version,
+    /// A raw Unix wait status (`exit << 8`, or the signal number).
+    pub status: u32,
+    pub stderr: Vec<u8>,
+    pub stdout: Vec<u8>,
+    pub object: Vec<u8>,
+}
+
+fn put_bulk(version: Version, tag: Tag, plain: &[u8], out: &mut Vec<u8>) {
+    if version.compressed() {
+        token::encode_body(tag, &lzo::compress(plain), out);
+    } else {
+        token::encode_body(tag, plain, out);
+    }
+}
+
+fn get_bulk(version: Version, body: Vec<u8>, limits: &Limits) -> Result<Vec<u8>, ProtocolError> {
+    if version.compressed() {
+        lzo::decompress(&body, limits.max_plain).map_err(|e| match e {
+            LzoError::TooLarge { limit } => ProtocolError::TooLarge {
+                what: "decompressed body",
+                size: limit as u64 + 1,
+                limit: limit as u64,
+            },
+            LzoError::Malformed(m) => ProtocolError::Lzo(m),
+        })
+    } else if body.len() > limits.max_plain {
+        Err(ProtocolError::TooLarge {
+            what: "body",
+            size: body.len() as u64,
+            limit: limits.max_plain as u64,
+        })
+    } else {
+        Ok(body)
+    }
+}
+
+impl Request {
+    /// The exact bytes a distcc client sends (the headers before DOTI can go
+    /// out while the preprocessor still runs: see `encode_head`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = encode_head(self.version, &self.argv);
+        put_bulk(self.version, Tag::Doti, &self.doti, &mut out);
+        out
+    }
+}
+
+/// `DIST`, `ARGC` and every `ARGV`.
+pub fn encode_head(version: Version, argv: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    token::encode(Tag::Dist, version.number(), &mut out);
+    token::encode(Tag::Argc, argv.len() as u32, &mut out);
+    for a in argv {
+        token::encode_body(Tag::Argv, a, &mut out);
+    }
+    out
+}
+
+impl Reply {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        token::encode(Tag::Done, self.version.number(), &mut out);
+        token::encode(Tag::Stat, self.status, &mut out);
+        put_bulk(self.version, Tag::Serr, &self.stderr, &mut out);
+        put_bulk(self.version, Tag::Sout, &self.stdout, &mut out);
+        // distcc sends an object only for a successful compile.
+        let object: &[u8] = if self.status == 0 { &self.object } else { &[] };
+        put_bulk(self.version, Tag::Doto, object, &mut out);
+        out
+    }
+}
+
+/// What a decoder wants next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Header,
+    Body { len: u32, what: &'static str },
+    Done,
+}
+
+/// One side of a conversation, decoded step by step.
+pub trait Decoder {
+    type Output;
+    fn need(&self) -> Need;
+    fn header(&mut self, h: &[u8; HEADER_LEN]) -> Result<(), ProtocolError>;
+    fn body(&mut self, b: Vec<u8>) -> Result<(), ProtocolError>;
+    /// Call once `need()` is `Done`.
+    fn finish(self) -> Self::Output;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReqState {
+    Dist,
+    Argc,
+    Argv,
+    ArgvBody,
+    Doti,
+    DotiBody(u32),
+    Done,
+}
+
+pub struct RequestDecoder {
+    limits: Limits,
+    state: ReqState,
+    version: Version,
+    argc: u32,
+    argv: Vec<Vec<u8>>,
+    argv_bytes: u64,
+    pending: u32,
+    doti: Vec<u8>,
+}
+
+impl RequestDecoder {
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder {
+            limits,
+            state: ReqState::Dist,
+            version: Version::V1,
+            argc: 0,
+            argv: Vec::new(),
+            argv_bytes: 0,
+            pending: 0,
+            doti: Vec::new(),
+        }
+    }
+
+    /// The version, once `DIST` has been read (so a refusal can answer in it).
+    pub fn version(&self) -> Option<Version> {
+        (self.state != ReqState::Dist).then_some(self.version)
+    }
+
+    /// The words read so far (for log lines about a request that failed later).
+    pub fn argv(&self) -> &[Vec<u8>] {
+        &self.argv
+    }
+}
+
+fn too_large(what: &'static str, size: u64, limit: u64) -> Result<(), ProtocolError> {
+    if size > limit {
+        Err(ProtocolError::TooLarge { what, size, limit })
+    } else {
+        Ok(())
+    }
+}
+
+impl Decoder for RequestDecoder {
+    type Output = Request;
+
+    fn need(&self) -> Need {
+        match self.state {
+            ReqState::ArgvBody => Need::Body {
+                len: self.pending,
+                what: "ARGV",
+            },
+            ReqState::DotiBody(len) => Need::Body { len, what: "DOTI" },
+            ReqState::Done => Need::Done,
+            _ => Need::Header,
+        }
+    }
+
+    fn header(&mut self, h: &[u8; HEADER_LEN]) -> Result<(), ProtocolError> {
+        match self.state {
+            ReqState::Dist => {
+                let v = token::expect(h, Tag::Dist)?;
+                let version = Version::new(v).ok_or(ProtocolError::UnsupportedVersion(v))?;
+                self.version = version;
+                self.state = ReqState::Argc;
+                if version == Version::V3 {
+                    // Pump mode sends CDIR next; we answer it with a refusal.
+                    return Err(ProtocolError::UnsupportedVersion(3));
+                }
+            }
+            ReqState::Argc => {
+                let n = token::expect(h, Tag::Argc)?;
+                too_large("ARGC", n.into(), self.limits.max_argc.into())?;
+                if n == 0 {
+                    return Err(ProtocolError::TooLarge {
+                        what: "ARGC (must be at least 1)",
+                        size: 0,
+                        limit: 0,
+                    });
+                }
+                self.argc = n;
+                self.state = ReqState::Argv;
+            }
+            ReqState::Argv => {
+                let len = token::expect(h, Tag::Argv)?;
+                too_large("ARGV word", len.into(), self.limits.max_arg_len.into())?;
+                self.argv_bytes += u64::from(len);
+                too_large("total ARGV", self.argv_bytes, self.limits.max_argv_bytes)?;
+                self.pending = len;
+                self.state = ReqState::ArgvBody;
+            }
+            ReqState::Doti => {
+                let len = token::expect(h, Tag::Doti)?;
+                too_large("DOTI", len.into(), self.limits.max_body.into())?;
+                self.state = if len == 0 {
+                    ReqState::Done
+                } else {
+                    ReqState::DotiBody(len)
+                };
+            }
+            ReqState::ArgvBody | ReqState::DotiBody(_) | ReqState::Done => {
+                unreachable!("adapter read a header when a body or nothing was needed")
+            }
+        }
+        Ok(())
+    }
+
+    fn body(&mut self, b: Vec<u8>) -> Result<(), ProtocolError> {
+        match self.state {
+            ReqState::ArgvBody => {
+                self.argv.push(b);
+                self.state = if self.argv.len() as u32 == self.argc {
+                    ReqState::Doti
+                } else {
+                    ReqState::Argv
+                };
+            }
+            ReqState::DotiBody(_) => {
+                self.doti = get_bulk(self.version, b, &self.limits)?;
+                self.state = ReqState::Done;
+            }
+            _ => unreachable!("adapter read a body when a header was needed"),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Request {
+        debug_assert_eq!(self.state, ReqState::Done);
+        Request {
+            version: self.version,
+            argv: self.argv,
+            doti: self.doti,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyState {
+    Done,
+    Stat,
+    Serr,
+    Sout,
+    Doto,
+    Body(Tag, u32),
+    Finished,
+}
+
+pub struct ReplyDecoder {
+    limits: Limits,
+    version: Version,
+    state: ReplyState,
+    reply: Reply,
+}
+
+impl ReplyDecoder {
+    pub fn new(version: Version, limits: Limits) -> Self {
+        ReplyDecoder {
+            limits,
+            version,
+            state: ReplyState::Done,
+            reply: Reply {
+                version,
+                status: 0,
+                stderr: vec![],
+                stdout: vec![],
+                object: vec![],
+            },
+        }
+    }
+}
+
+impl Decoder for ReplyDecoder {
+    type Output = Reply;
+
+    fn need(&self) -> Need {
+        match self.state {
+            ReplyState::Body(tag, len) => Need::Body {
+                len,
+                what: match tag {
+                    Tag::Serr => "SERR",
+                    Tag::Sout => "SOUT",
+                    _ => "DOTO",
+                },
+            },
+            ReplyState::Finished => Need::Done,
+            _ => Need::Header,
+        }
+    }
+
+    fn header(&mut self, h: &[u8; HEADER_LEN]) -> Result<(), ProtocolError> {
+        let (tag, next) = match self.state {
+            ReplyState::Done => {
+                let v = token::expect(h, Tag::Done)?;
+                if v != self.version.number() {
+                    return Err(ProtocolError::UnsupportedVersion(v));
+                }
+                self.state = ReplyState::Stat;
+                return Ok(());
+            }
+            ReplyState::Stat => {
+                self.reply.status = token::expect(h, Tag::Stat)?;
+                self.state = ReplyState::Serr;
+                return Ok(());
+            }
+            ReplyState::Serr => (Tag::Serr, ReplyState::Sout),
+            ReplyState::Sout => (Tag::Sout, ReplyState::Doto),
+            ReplyState::Doto => (Tag::Doto, ReplyState::Finished),
+            ReplyState::Body(..) | ReplyState::Finished => {
+                unreachable!("adapter read a header when a body or nothing was needed")
+            }
+        };
+        let len = token::expect(h, tag)?;
+        too_large("reply body", len.into(), self.limits.max_body.into())?;
+        self.state = if len == 0 {
+            next
+        } else {
+            ReplyState::Body(tag, len)
+        };
+        Ok(())
+    }
+
+    fn body(&mut self, b: Vec<u8>) -> Result<(), ProtocolError> {
+        let ReplyState::Body(tag, _) = self.state else {
+            unreachable!("adapter read a body when a header was needed")
+        };
+        let plain = get_bulk(self.version, b, &self.limits)?;
+        self.state = match tag {
+            Tag::Serr => {
+                self.reply.stderr = plain;
+                ReplyState::Sout
+            }
+            Tag::Sout => {
+                self.reply.stdout = plain;
+                ReplyState::Doto
+            }
+            _ => {
+                self.reply.object = plain;
+                ReplyState::Finished
+            }
+        };
+        Ok(())
+    }
+
+    fn finish(self) -> Reply {
+        self.reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::blocking::read_message;
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<Vec<u8>> {
+        words.iter().map(|w| w.as_bytes().to_vec()).collect()
+    }
+
+    /// distcc-3.4.md §1.9, captured between real distcc 3.4 peers.
+    const WORKED_V1: &[u8] = b"DIST00000001ARGC00000005ARGV00000003gccARGV00000002-cARGV00000003x.iARGV00000002-oARGV00000003x.oDOTI00000007int x;\n";
+
+    #[test]
+    fn request_v1_golden_bytes() {
+        let req = Request {
+            version: Version::V1,
+            argv: argv(&["gcc", "-c", "x.i", "-o", "x.o"]),
+            doti: b"int x;\n".to_vec(),
+        };
+        let bytes = req.encode();
+        assert_eq!(bytes.len(), 116);
+        assert_eq!(bytes, WORKED_V1);
+        assert_eq!(
+            read_message(&mut &bytes[..], RequestDecoder::new(Limits::default())).unwrap(),
+            req
+        );
+    }
+
+    #[test]
+    fn request_v2_golden_bytes() {
+        let req = Request {
+            version: Version::V2,
+            argv: argv(&["gcc", "-c", "x.i", "-o", "x.o"]),
+            doti: b"int x;\n".to_vec(),
+        };
+        let mut want = WORKED_V1[..WORKED_V1.len() - 19].to_vec();
+        want[11] = b'2';
+        want.extend_from_slice(b"DOTI0000000b\x18int x;\n\x11\x00\x00");
+        assert_eq!(req.encode(), want);
+        assert_eq!(
+            read_message(&mut &want[..], RequestDecoder::new(Limits::default())).unwrap(),
+            req
+        );
+        // Empty input: zero length, no body, even compressed.
+        let empty = Request {
+            doti: vec![],
+            ..req
+        };
+        assert!(empty.encode().ends_with(b"x.oDOTI00000000"));
+    }
+
+    #[test]
+    fn reply_golden_bytes() {
+        let failed = Reply {
+            version: Version::V1,
+            status: 0x100,
+            stderr: b"y.i:1:9: error: expected expression\n".to_vec(),
+            stdout: vec![],
+            object: b"ignored on failure".to_vec(),
+        };
+        let bytes = failed.encode();
+        assert_eq!(
+            bytes,
+            b"DONE00000001STAT00000100SERR00000024y.i:1:9: error: expected expression\nSOUT00000000DOTO00000000"
+        );
+        let back = read_message(
+            &mut &bytes[..],
+            ReplyDecoder::new(Version::V1, Limits::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            back,
+            Reply {
+                object: vec![],
+                ..failed
+            }
+        );
+
+        let ok = Reply {
+            version: Version::V2,
+            status: 0,
+            stderr: vec![],
+            stdout: vec![],
+            object: vec![0x7f; 900],
+        };
+        let bytes = ok.encode();
+        assert!(bytes.starts_with(b"DONE00000002STAT00000000SERR00000000SOUT00000000DOTO"));
+        assert_eq!(
+            read_message(
+                &mut &bytes[..],
+                ReplyDecoder::new(Version::V2, Limits::default())
+            )
+            .unwrap(),
+            ok
+        );
+    }
+
+    #[test]
+    fn hostile_requests_are_refused_with_a_reason() {
+        let small = Limits {
+            max_argc: 8,
+            max_arg_len: 16,
+            max_argv_bytes: 40,
+            max_body: 64,
+            max_plain: 1024,
+        };
+        let cases: &[(&[u8], &str)] = &[
+            (b"DIST00000004", "unsupported protocol version 4"),
+            (b"DIST00000000", "unsupported protocol version 0"),
+            (
+                b"DIST00000003CDIR00000001/",
+                "unsupported protocol version 3",
+            ),
+            (b"GET / HTTP/1.1\r\n", "not a distcc packet header"),
+            (
+                b"DIST00000001ARGCffffffff",
+                "ARGC of 4294967295 exceeds the limit of 8",
+            ),
+            (b"DIST00000001ARGC00000000", "ARGC (must be at least 1)"),
+            (
+                b"DIST00000001ARGC00000001ARGV7fffffff",
+                "ARGV word of 2147483647 exceeds",
+            ),
+            (
+                b"DIST00000001ARGC00000001DOTI00000000",
+                "expected ARGV, got DOTI",
+            ),
+            (
+                b"DIST00000001ARGC00000001ARGV00000003gccDOTIffffffff",
+                "DOTI of 4294967295 exceeds",
+            ),
+            (
+                b"DIST00000001ARGC00000001ARGV00000003gccDOTI00000010int",
+                "connection closed while reading DOTI",
+            ),
+            (
+                b"DIST00000002ARGC00000001ARGV00000003gccDOTI00000004\xff\xff\xff\xff",
+                "bad LZO data",
+            ),
+            (
+                b"DIST00000001ARGC00000002ARGV00000003gcc",
+                "connection closed while reading a header",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let err =
+                read_message(&mut &bytes[..], RequestDecoder::new(small.clone())).unwrap_err();
+            assert!(
+                err.to_string().contains(want),
+                "{:?}: {err}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let mut many = b"DIST00000001ARGC00000005".to_vec();
+        for _ in 0..5 {
+            many.extend_from_slice(b"ARGV0000000aaaaaaaaaaa");
+        }
+        let err = read_message(&mut &many[..], RequestDecoder::new(small.clone())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("total ARGV of 50 exceeds the limit of 40"),
+            "{err}"
+        );
+
+        // An LZO bomb: 1 KiB limit, 1 MiB of zeros inside.
+        let bomb = Request {
+            version: Version::V2,
+            argv: argv(&["gcc"]),
+            doti: vec![0; 1 << 20],
+        }
+        .encode();
+        let roomy = Limits {
+            max_body: 1 << 20,
+            ..small
+        };
+        let err = read_message(&mut &bomb[..], RequestDecoder::new(roomy)).unwrap_err();
+        assert!(err.to_string().contains("decompressed body"), "{err}");
+    }
+}

@@ -1,0 +1,300 @@
+//! Shared helpers: scratch directories, a running distccd, the real distcc 3.4 client.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use distcc::protocol::blocking::{ReadError, read_message};
+use distcc::protocol::message::ReplyDecoder;
+use distcc::protocol::{Limits, Reply, Request, Version};
+
+pub const DISTCCD: &str = env!("CARGO_BIN_EXE_distccd");
+/// Debian's distcc 3.4 client: the peer these tests are about.
+pub const REAL_DISTCC: &str = "/usr/bin/distcc";
+
+/// A scratch directory, removed on drop. World-readable because a daemon
+/// started as root serves as `nobody`.
+pub struct TestDir(pub PathBuf);
+
+impl TestDir {
+    pub fn new(tag: &str) -> TestDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "distcc-rs-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        TestDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+        p
+    }
+    /// A directory anyone may write to, like /tmp.
+    pub fn shared_dir(&self, name: &str) -> PathBuf {
+        let p = self.join(name);
+        fs::create_dir_all(&p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o1777)).unwrap();
+        p
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn require_real_distcc() {
+    assert!(
+        Path::new(REAL_DISTCC).exists(),
+        "{REAL_DISTCC} is missing: these tests need Debian's distcc 3.4 (apt-get install distcc; .ci/run does it)"
+    );
+}
+
+/// Compiler names the real distcc client sends (it rewrites gcc to the triple).
+pub const ALLOWED: &[&str] = &[
+    "cc",
+    "c++",
+    "gcc",
+    "g++",
+    "x86_64-linux-gnu-gcc",
+    "x86_64-linux-gnu-g++",
+    "clang",
+    "clang++",
+];
+
+/// An allow-list directory with masquerade-style links, as the package makes.
+pub fn compiler_dir(dir: &TestDir, names: &[&str]) -> PathBuf {
+    let d = dir.join("allowed");
+    fs::create_dir_all(&d).unwrap();
+    for n in names {
+        std::os::unix::fs::symlink("/usr/bin/distcc", d.join(n)).unwrap();
+    }
+    d
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    pub tmp: PathBuf,
+}
+
+impl Daemon {
+    /// Starts our distccd on a free loopback port with `args` added, logging
+    /// to a file; waits until it accepts connections.
+    pub fn start(dir: &TestDir, args: &[&str]) -> Daemon {
+        Self::start_env(dir, args, &[])
+    }
+
+    pub fn start_env(dir: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let tmp = dir.shared_dir("daemon-tmp");
+        let log = dir.join("distccd.log");
+        fs::File::create(&log).unwrap();
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).unwrap();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(DISTCCD);
+            cmd.args([
+                "--daemon",
+                "--no-detach",
+                "--port",
+                &port.to_string(),
+                "--log-level",
+                "info",
+            ])
+            .arg("--log-file")
+            .arg(&log)
+            .args(args)
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("start distccd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(st) = child.try_wait().unwrap() {
+                    let mut err = String::new();
+                    child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut err)
+                        .unwrap();
+                    if err.contains("Address already in use") {
+                        break; // lost a race for the port: try another
+                    }
+                    panic!("distccd exited at start with {st}: {err}");
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Daemon {
+                        child,
+                        port,
+                        log,
+                        tmp,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start distccd");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap()
+    }
+
+    /// Waits until the log contains `n` lines with `needle` (jobs are logged
+    /// after the reply is sent, so a client can finish first).
+    pub fn wait_log(&self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log_text();
+            if text.matches(needle).count() >= n || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Job directories left in the daemon's TMPDIR.
+    pub fn leftovers(&self) -> Vec<String> {
+        fs::read_dir(&self.tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    pub fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a compiler client command (`/usr/bin/distcc …`) in `cwd` with a
+/// private DISTCC_DIR and fallback off, so a silent local compile cannot hide
+/// a failure.
+pub fn run_client(cwd: &Path, hosts: &str, argv: &[&str]) -> Output {
+    let distcc_dir = cwd.join(".distcc");
+    fs::create_dir_all(&distcc_dir).unwrap();
+    // distcc 3.4 backs a host off after any failed remote compile, even a
+    // syntax error; each run here starts without that memory.
+    if let Ok(entries) = fs::read_dir(distcc_dir.join("lock")) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("backoff") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .env("DISTCC_HOSTS", hosts)
+        .env("DISTCC_DIR", &distcc_dir)
+        .env("DISTCC_FALLBACK", "0")
+        .env(
+            "DISTCC_VERBOSE",
+            std::env::var("DISTCC_TEST_VERBOSE").unwrap_or_default(),
+        )
+        .env_remove("DISTCC_LOG")
+        .output()
+        .unwrap()
+}
+
+pub fn local(cwd: &Path, argv: &[&str]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Sends one request with our codec, from `source` if given (to test
+/// --allow), and reads the reply.
+pub fn raw_request(
+    daemon: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    req: &Request,
+) -> Result<Reply, ReadError> {
+    let mut s = connect_from(daemon, source);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&req.encode()).unwrap();
+    read_message(&mut s, ReplyDecoder::new(req.version, Limits::default()))
+}
+
+pub fn connect_from(daemon: SocketAddr, source: Option<std::net::IpAddr>) -> TcpStream {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let Some(src) = source else {
+        return TcpStream::connect(daemon).unwrap();
+    };
+    let family = if src.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrStorage::from(SocketAddr::new(src, 0)),
+    )
+    .unwrap();
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(daemon)).unwrap();
+    TcpStream::from(fd)
+}
+
+pub fn request(version: Version, argv: &[&str], doti: &[u8]) -> Request {
+    Request {
+        version,
+        argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        doti: doti.to_vec(),
+    }
+}

@@ -1,0 +1,4 @@
+//! The one integration-test binary: real binaries, real compilers, real distcc 3.4.
+
+mod common;
+mod daemon;
