@@ -294,7 +294,9 @@ where
         Ok(Err(ReadError::Io(e))) => {
             return Outcome::Disconnected(format!("reading the request: {e}"));
         }
-        Ok(Err(ReadError::Protocol(ProtocolError::Truncated("a header")))) if dec.version().is_none() => {
+        Ok(Err(ReadError::Protocol(ProtocolError::Truncated("a header"))))
+            if dec.version().is_none() =>
+        {
             return Outcome::Probe;
         }
         Ok(Err(ReadError::Protocol(e @ ProtocolError::Truncated(_)))) => {

@@ -825,8 +825,24 @@ fn listen_pid_file_and_lifetime() {
     let pid_file = dir.shared_dir("run").join("distccd.pid");
     let port = free_port();
     let mut child = Command::new(DISTCCD)
-        .args(["--daemon", "--no-detach", "--listen", "::1", "--allow", "::1", "--lifetime", "3"])
-        .args(["--port", &port.to_string(), "--compiler-dir", allowed.to_str().unwrap()])
+        .args([
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            "::1",
+            "--allow",
+            "::1",
+            "--lifetime",
+            "3",
+            "--nice",
+            "7",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ])
         .arg("--pid-file")
         .arg(&pid_file)
         .env("TMPDIR", dir.shared_dir("tmp"))
@@ -839,17 +855,50 @@ fn listen_pid_file_and_lifetime() {
         assert!(Instant::now() < deadline, "distccd did not listen on [::1]");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(fs::read_to_string(&pid_file).unwrap().trim(), child.id().to_string());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "--listen ::1 binds only ::1");
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap().trim(),
+        child.id().to_string()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "--listen ::1 binds only ::1"
+    );
+    let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+    let nice: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mine: i32 = fs::read_to_string("/proc/self/stat")
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(nice, (mine + 7).min(19), "--nice 7");
     if nix::unistd::Uid::effective().is_root() {
         // Started as root, it serves as nobody.
         let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
         let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-        assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "{uid}");
+        assert!(
+            uid.split_whitespace().skip(1).all(|u| u == "65534"),
+            "{uid}"
+        );
     }
     let t = Instant::now();
     let status = child.wait().unwrap();
-    assert!(status.success(), "--lifetime ends the daemon cleanly: {status}");
+    assert!(
+        status.success(),
+        "--lifetime ends the daemon cleanly: {status}"
+    );
     assert!(t.elapsed() < Duration::from_secs(6));
     assert!(!pid_file.exists(), "pid file removed at exit");
 }
@@ -861,7 +910,15 @@ fn daemon_detaches_into_the_background() {
     let pid_file = dir.shared_dir("run").join("distccd.pid");
     let port = free_port();
     let out = Command::new(DISTCCD)
-        .args(["--daemon", "--allow", "127.0.0.1", "--lifetime", "30", "--port", &port.to_string()])
+        .args([
+            "--daemon",
+            "--allow",
+            "127.0.0.1",
+            "--lifetime",
+            "30",
+            "--port",
+            &port.to_string(),
+        ])
         .args(["--compiler-dir", allowed.to_str().unwrap()])
         .arg("--pid-file")
         .arg(&pid_file)
@@ -869,7 +926,11 @@ fn daemon_detaches_into_the_background() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "the parent exits 0: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the parent exits 0: {}",
+        text(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let pid: i32 = loop {
         if let Ok(s) = fs::read_to_string(&pid_file)
@@ -887,10 +948,17 @@ fn daemon_detaches_into_the_background() {
     )
     .unwrap();
     assert_eq!(reply.status, 0, "{}", text(&reply.stderr));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Path::new(&format!("/proc/{pid}")).exists() && alive(pid) {
-        assert!(Instant::now() < deadline, "SIGTERM stops the detached daemon");
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM stops the detached daemon"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
