@@ -10,6 +10,7 @@ Layout:
 */
 
 pub mod args;
+pub mod client;
 pub mod daemon;
 pub mod exitcode;
 pub mod protocol;

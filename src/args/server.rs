@@ -45,11 +45,11 @@ fn preprocessed_language(lang: &str) -> Option<&'static str> {
     })
 }
 
-fn names_a_path(value: &str) -> bool {
+pub fn names_a_path(value: &str) -> bool {
     value.contains('/') || value.starts_with('@')
 }
 
-fn check_assembler_option(opt: &str, word: &str) -> Result<(), Refusal> {
+pub fn check_assembler_option(opt: &str, word: &str) -> Result<(), Refusal> {
     const BAD: &[&str] = &["-a", "--MD", "-MD", "-o", "-I", "@", "--listing"];
     if BAD.iter().any(|b| opt.starts_with(b)) || names_a_path(opt) {
         return refuse(format!(
@@ -59,7 +59,7 @@ fn check_assembler_option(opt: &str, word: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
+pub fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
     const PLUGINS: &[&str] = &[
         "-load",
         "-plugin",
@@ -407,7 +407,7 @@ mod tests {
             ("gcc -c a.c -MD -MF /etc/x.d", "preprocessing"),
             ("gcc -E a.c", "preprocessing"),
             ("gcc -c a.c -save-temps=/tmp", "write a file"),
-            ("gcc -c a.c -fdump-tree-all=/tmp/x", "names a path"),
+            ("gcc -c a.c -fdump-tree-all=/tmp/x", "write a file"),
             ("gcc -c a.c -fopt-info=/etc/passwd", "names a path"),
             ("gcc -c a.c -frandom-seed=@/etc/shadow", "names a path"),
             ("gcc -c a.c -dumpdir /tmp/", "write a file"),

@@ -1,8 +1,9 @@
 /*!
 The one table of compiler flags distcc-rs knows, sorted by name (a test keeps
-it so). Each row says how the flag is written and what the server does with
-it. A flag the table does not know is refused by the server: a daemon that
-runs commands for the network allows what it understands, nothing else.
+it so). Each row says how the flag is written, what the client does with it
+and what the server does with it. A flag the table does not know keeps a
+compile local on the client and is refused by the server: a daemon that runs
+commands for the network allows what it understands, nothing else.
 */
 
 /// How a flag and its value are written.
@@ -40,17 +41,54 @@ pub enum Server {
     Forwarded,
 }
 
+/// What the client does with a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// Given to the local preprocessor and sent to the server.
+    Both,
+    /// Given to the local preprocessor only: it is about finding or defining
+    /// what gets preprocessed, so the server has no use for it.
+    CppOnly,
+    /// The compile stays on this machine, for this reason.
+    Local(&'static str),
+    /// `-c` / `-S`.
+    CompileMode,
+    /// `-o`.
+    OutputFile,
+    /// `-x`.
+    Lang,
+    /// `-MD`, `-MMD`: a dependency file is written by the local preprocessor.
+    DepsWanted,
+    /// `-MF`: where the dependency file goes.
+    DepsFile,
+    /// `-MT`, `-MQ`: its target.
+    DepsTarget,
+    /// Other dependency options for the preprocessor (`-MP`, `-MG`).
+    DepsOther,
+    /// `-march=native` and friends: resolved into explicit flags.
+    Native,
+    /// Sent to the server after the same check the server makes.
+    Checked,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flag {
     pub name: &'static str,
     pub form: Form,
+    pub client: Client,
     pub server: Server,
 }
 
-const fn f(name: &'static str, form: Form, server: Server) -> Flag {
-    Flag { name, form, server }
+const fn f(name: &'static str, form: Form, client: Client, server: Server) -> Flag {
+    Flag {
+        name,
+        form,
+        client,
+        server,
+    }
 }
 
+use Client::*;
 use Form::*;
 use Server::*;
 
@@ -61,90 +99,158 @@ const PREPROCESS: &str = "preprocessing and dependency output happen on the clie
 const PROFILE: &str =
     "profiling reads and writes data files at the client's paths; it must run locally";
 const NATIVE: &str = "'native' would mean the server's CPU, not the client's";
+const DUMPS: &str = "dump files are written where the compiler runs";
+const SPLIT_DWARF: &str = "split DWARF writes a second output file that distcc cannot return";
 
 /// Sorted by `name` (byte order).
 pub static FLAGS: &[Flag] = &[
-    f("--coverage", Exact, Refuse(PROFILE)),
-    f("--param", Separate, Keep),
-    f("--param=", Prefix, Keep),
-    f("--specs", Prefix, Refuse(RUNS_CODE)),
-    f("--sysroot", Prefix, Refuse(READS_FILE)),
-    f("--target=", Prefix, Keep),
-    f("-B", JoinedOrSeparate, Refuse(RUNS_CODE)),
-    f("-D", JoinedOrSeparate, Keep),
-    f("-E", Exact, Refuse(PREPROCESS)),
-    f("-I", JoinedOrSeparate, Keep),
-    f("-M", Prefix, Refuse(PREPROCESS)),
-    f("-O", Prefix, Keep),
-    f("-S", Exact, Compile),
-    f("-U", JoinedOrSeparate, Keep),
-    f("-W", Prefix, Keep),
-    f("-Wa,", Prefix, Assembler),
-    f("-Wl,", Prefix, Keep),
-    f("-Wp,", Prefix, Refuse(PREPROCESS)),
-    f("-Xassembler", Separate, Assembler),
-    f("-Xclang", Separate, Forwarded),
-    f("-Xlinker", Separate, Keep),
-    f("-Xpreprocessor", Separate, Refuse(PREPROCESS)),
-    f("-ansi", Exact, Keep),
-    f("-arch", Separate, Keep),
-    f("-aux-info", Separate, Refuse(WRITES_FILE)),
-    f("-c", Exact, Compile),
-    f("-dumpbase", Separate, Refuse(WRITES_FILE)),
-    f("-dumpbase-ext", Separate, Refuse(WRITES_FILE)),
-    f("-dumpdir", Separate, Refuse(WRITES_FILE)),
-    f("-f", Prefix, KeepNoPaths),
-    f("-fauto-profile", Prefix, Refuse(PROFILE)),
-    f("-fcrash-diagnostics-dir", Prefix, Refuse(WRITES_FILE)),
-    f("-fdebug-prefix-map=", Prefix, Keep),
-    f("-fdirectives-only", Exact, Refuse(PREPROCESS)),
-    f("-ffile-prefix-map=", Prefix, Keep),
-    f("-fmacro-prefix-map=", Prefix, Keep),
-    f("-fpass-plugin", Prefix, Refuse(RUNS_CODE)),
-    f("-fplugin", Prefix, Refuse(RUNS_CODE)),
-    f("-fprofile-", Prefix, Refuse(PROFILE)),
-    f("-ftest-coverage", Exact, Refuse(PROFILE)),
-    f("-g", Prefix, Keep),
+    f("--coverage", Exact, Local(PROFILE), Refuse(PROFILE)),
+    f("--param", Separate, Both, Keep),
+    f("--param=", Prefix, Both, Keep),
+    f("--specs", Prefix, Local(RUNS_CODE), Refuse(RUNS_CODE)),
+    f("--sysroot", Prefix, CppOnly, Refuse(READS_FILE)),
+    f("--target=", Prefix, Both, Keep),
+    f("-B", JoinedOrSeparate, Local(RUNS_CODE), Refuse(RUNS_CODE)),
+    f("-D", JoinedOrSeparate, CppOnly, Keep),
+    f(
+        "-E",
+        Exact,
+        Local("-E only preprocesses"),
+        Refuse(PREPROCESS),
+    ),
+    f("-I", JoinedOrSeparate, CppOnly, Keep),
+    f("-L", JoinedOrSeparate, CppOnly, Keep),
+    f(
+        "-M",
+        Prefix,
+        Local("-M and -MM only preprocess"),
+        Refuse(PREPROCESS),
+    ),
+    f("-MD", Exact, DepsWanted, Refuse(PREPROCESS)),
+    f("-MF", JoinedOrSeparate, DepsFile, Refuse(PREPROCESS)),
+    f("-MG", Exact, DepsOther, Refuse(PREPROCESS)),
+    f("-MMD", Exact, DepsWanted, Refuse(PREPROCESS)),
+    f("-MP", Exact, DepsOther, Refuse(PREPROCESS)),
+    f("-MQ", JoinedOrSeparate, DepsTarget, Refuse(PREPROCESS)),
+    f("-MT", JoinedOrSeparate, DepsTarget, Refuse(PREPROCESS)),
+    f("-O", Prefix, Both, Keep),
+    f("-S", Exact, CompileMode, Compile),
+    f("-U", JoinedOrSeparate, CppOnly, Keep),
+    f("-W", Prefix, Both, Keep),
+    f("-Wa,", Prefix, Checked, Assembler),
+    f("-Wl,", Prefix, CppOnly, Keep),
+    f("-Wp,", Prefix, CppOnly, Refuse(PREPROCESS)),
+    f("-Xassembler", Separate, Checked, Assembler),
+    f("-Xclang", Separate, Checked, Forwarded),
+    f("-Xlinker", Separate, CppOnly, Keep),
+    f("-Xpreprocessor", Separate, CppOnly, Refuse(PREPROCESS)),
+    f("-ansi", Exact, Both, Keep),
+    f("-arch", Separate, Both, Keep),
+    f(
+        "-aux-info",
+        Separate,
+        Local(WRITES_FILE),
+        Refuse(WRITES_FILE),
+    ),
+    f("-c", Exact, CompileMode, Compile),
+    f(
+        "-dumpbase",
+        Separate,
+        Local(WRITES_FILE),
+        Refuse(WRITES_FILE),
+    ),
+    f(
+        "-dumpbase-ext",
+        Separate,
+        Local(WRITES_FILE),
+        Refuse(WRITES_FILE),
+    ),
+    f(
+        "-dumpdir",
+        Separate,
+        Local(WRITES_FILE),
+        Refuse(WRITES_FILE),
+    ),
+    f("-f", Prefix, Checked, KeepNoPaths),
+    f("-fauto-profile", Prefix, Local(PROFILE), Refuse(PROFILE)),
+    f(
+        "-fcrash-diagnostics-dir",
+        Prefix,
+        Local(WRITES_FILE),
+        Refuse(WRITES_FILE),
+    ),
+    f("-fdebug-prefix-map=", Prefix, Both, Keep),
+    f("-fdirectives-only", Exact, CppOnly, Refuse(PREPROCESS)),
+    f("-fdump-", Prefix, Local(DUMPS), Refuse(WRITES_FILE)),
+    f("-ffile-prefix-map=", Prefix, Both, Keep),
+    f("-fmacro-prefix-map=", Prefix, CppOnly, Keep),
+    f("-fpass-plugin", Prefix, Local(RUNS_CODE), Refuse(RUNS_CODE)),
+    f("-fplugin", Prefix, Local(RUNS_CODE), Refuse(RUNS_CODE)),
+    f("-fprofile-", Prefix, Local(PROFILE), Refuse(PROFILE)),
+    f(
+        "-frepo",
+        Exact,
+        Local("-frepo needs the template repository beside the sources"),
+        Refuse(WRITES_FILE),
+    ),
+    f("-ftest-coverage", Exact, Local(PROFILE), Refuse(PROFILE)),
+    f("-g", Prefix, Both, Keep),
     f(
         "-gsplit-dwarf",
         Prefix,
-        Refuse("split DWARF writes a second output file that distcc cannot return"),
+        Local(SPLIT_DWARF),
+        Refuse(SPLIT_DWARF),
     ),
-    f("-idirafter", JoinedOrSeparate, Keep),
-    f("-imacros", JoinedOrSeparate, Refuse(READS_FILE)),
-    f("-imultilib", Separate, Keep),
-    f("-include", JoinedOrSeparate, Refuse(READS_FILE)),
-    f("-iprefix", JoinedOrSeparate, Keep),
-    f("-iquote", JoinedOrSeparate, Keep),
-    f("-isysroot", JoinedOrSeparate, Refuse(READS_FILE)),
-    f("-isystem", JoinedOrSeparate, Keep),
-    f("-iwithprefix", JoinedOrSeparate, Keep),
-    f("-iwithprefixbefore", JoinedOrSeparate, Keep),
-    f("-m", Prefix, KeepNoPaths),
-    f("-march=native", Exact, Refuse(NATIVE)),
-    f("-mcpu=native", Exact, Refuse(NATIVE)),
-    f("-mllvm", Separate, Forwarded),
-    f("-mtune=native", Exact, Refuse(NATIVE)),
-    f("-nostdinc", Exact, Keep),
-    f("-nostdinc++", Exact, Keep),
-    f("-o", JoinedOrSeparate, Output),
-    f("-p", Exact, Keep),
-    f("-pedantic", Prefix, Keep),
-    f("-pg", Exact, Keep),
-    f("-pipe", Exact, Keep),
-    f("-pthread", Exact, Keep),
-    f("-save-temps", Prefix, Refuse(WRITES_FILE)),
-    f("-specs", Prefix, Refuse(RUNS_CODE)),
-    f("-std=", Prefix, Keep),
-    f("-target", Separate, Keep),
-    f("-undef", Exact, Keep),
-    f("-v", Exact, Keep),
-    f("-w", Exact, Keep),
-    f("-wrapper", Separate, Refuse(RUNS_CODE)),
-    f("-x", JoinedOrSeparate, Language),
+    f("-idirafter", JoinedOrSeparate, CppOnly, Keep),
+    f("-imacros", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
+    f("-imultilib", Separate, CppOnly, Keep),
+    f("-include", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
+    f("-iprefix", JoinedOrSeparate, CppOnly, Keep),
+    f("-iquote", JoinedOrSeparate, CppOnly, Keep),
+    f("-isysroot", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
+    f("-isystem", JoinedOrSeparate, CppOnly, Keep),
+    f("-iwithprefix", JoinedOrSeparate, CppOnly, Keep),
+    f("-iwithprefixbefore", JoinedOrSeparate, CppOnly, Keep),
+    f("-l", JoinedOrSeparate, CppOnly, Keep),
+    f("-m", Prefix, Checked, KeepNoPaths),
+    f("-march=native", Exact, Native, Refuse(NATIVE)),
+    f("-mcpu=native", Exact, Native, Refuse(NATIVE)),
+    f("-mllvm", Separate, Checked, Forwarded),
+    f("-mtune=native", Exact, Native, Refuse(NATIVE)),
+    f("-no-pie", Exact, Both, Keep),
+    f("-nostdinc", Exact, CppOnly, Keep),
+    f("-nostdinc++", Exact, CppOnly, Keep),
+    f("-nostdlib", Exact, Both, Keep),
+    f("-o", JoinedOrSeparate, OutputFile, Output),
+    f("-p", Exact, Both, Keep),
+    f("-pedantic", Prefix, Both, Keep),
+    f("-pg", Exact, Both, Keep),
+    f("-pie", Exact, Both, Keep),
+    f("-pipe", Exact, Both, Keep),
+    f("-pthread", Exact, Both, Keep),
+    f("-rdynamic", Exact, Both, Keep),
+    f(
+        "-save-temps",
+        Prefix,
+        Local(WRITES_FILE),
+        Refuse(WRITES_FILE),
+    ),
+    f("-shared", Exact, Both, Keep),
+    f("-specs", Prefix, Local(RUNS_CODE), Refuse(RUNS_CODE)),
+    f("-static", Exact, Both, Keep),
+    f("-std=", Prefix, Both, Keep),
+    f("-stdlib=", Prefix, CppOnly, Keep),
+    f("-target", Separate, Both, Keep),
+    f("-trigraphs", Exact, CppOnly, Refuse(PREPROCESS)),
+    f("-undef", Exact, CppOnly, Keep),
+    f("-v", Exact, Both, Keep),
+    f("-w", Exact, Both, Keep),
+    f("-wrapper", Separate, Local(RUNS_CODE), Refuse(RUNS_CODE)),
+    f("-x", JoinedOrSeparate, Lang, Language),
     f(
         "@",
         Prefix,
+        Local("a response file that could not be read is left to the compiler"),
         Refuse("response files would be read on the server; expand them on the client"),
     ),
 ];
@@ -215,7 +321,9 @@ mod tests {
             ("-march=native", "alone -march=native"),
             ("-march=x86-64-v3", "alone -m"),
             ("-mllvm", "next -mllvm"),
-            ("-MD", "alone -M"),
+            ("-MD", "alone -MD"),
+            ("-MFdeps.d", "joined -MF deps.d"),
+            ("-MM", "alone -M"),
             ("-include", "next -include"),
             ("-includefoo.h", "joined -include foo.h"),
             ("-isystem/usr/x", "joined -isystem /usr/x"),

@@ -1,0 +1,113 @@
+/*!
+Slot locks and backoff marks in `$DISTCC_DIR/lock`, with distcc's file names
+and `fcntl` locks (distcc src/lock.c, backoff.c), so our client and distcc
+3.4's share one set of slots when both run in the same build.
+*/
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::hosts::HostSpec;
+
+/// A held slot; the lock goes when this is dropped (the file stays, as in distcc).
+#[derive(Debug)]
+pub struct Slot {
+    _file: File,
+    pub name: String,
+}
+
+/// Non-blocking whole-file write lock, as distcc's `F_SETLK`.
+pub fn try_lock(dir: &Path, name: &str) -> std::io::Result<Option<Slot>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(name))?;
+    let fl = nix::libc::flock {
+        l_type: nix::libc::F_WRLCK as i16,
+        l_whence: nix::libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&fl)) {
+        Ok(_) => Ok(Some(Slot {
+            _file: file,
+            name: name.to_owned(),
+        })),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The order distcc tries slots in: slot 0 of every host in list order, then
+/// slot 1 of the hosts with a limit above 1, and so on. Pure.
+pub fn slot_order(limits: &[u32]) -> Vec<(usize, u32)> {
+    let max = limits.iter().copied().max().unwrap_or(0);
+    (0..max)
+        .flat_map(|slot| {
+            limits
+                .iter()
+                .enumerate()
+                .filter(move |(_, l)| slot < **l)
+                .map(move |(i, _)| (i, slot))
+        })
+        .collect()
+}
+
+/// Whether a host failed recently enough to be skipped. Pure.
+pub fn backed_off(marked: Option<SystemTime>, now: SystemTime, period: Duration) -> bool {
+    match marked {
+        Some(t) if !period.is_zero() => now.duration_since(t).map_or(true, |age| age < period),
+        _ => false,
+    }
+}
+
+pub struct LockDir(pub PathBuf);
+
+impl LockDir {
+    pub fn backoff_mark(&self, host: &HostSpec) -> Option<SystemTime> {
+        fs::metadata(self.0.join(host.backoff_name()))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    pub fn mark_failed(&self, host: &HostSpec) {
+        let _ = fs::write(self.0.join(host.backoff_name()), b"x");
+    }
+
+    pub fn clear_failed(&self, host: &HostSpec) {
+        let _ = fs::remove_file(self.0.join(host.backoff_name()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_order_is_slot_major() {
+        assert_eq!(
+            slot_order(&[2, 1, 3]),
+            vec![(0, 0), (1, 0), (2, 0), (0, 1), (2, 1), (2, 2)]
+        );
+        assert!(slot_order(&[]).is_empty());
+    }
+
+    #[test]
+    fn backoff_window() {
+        let now = SystemTime::now();
+        let p = Duration::from_secs(60);
+        assert!(backed_off(Some(now - Duration::from_secs(10)), now, p));
+        assert!(!backed_off(Some(now - Duration::from_secs(61)), now, p));
+        assert!(!backed_off(None, now, p));
+        assert!(
+            !backed_off(Some(now), now, Duration::ZERO),
+            "period 0 disables backoff"
+        );
+        // A mark from the future (clock change) still counts as recent.
+        assert!(backed_off(Some(now + Duration::from_secs(5)), now, p));
+    }
+}

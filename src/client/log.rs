@@ -1,0 +1,64 @@
+//! The client's messages, in distcc's format: `distcc[PID] message`.
+//! Warnings always go to stderr (distcc's default level); with
+//! `DISTCC_VERBOSE=1` every decision is said there too; `DISTCC_LOG` appends
+//! them to a file instead.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+struct Sink {
+    verbose: bool,
+    file: Option<Mutex<File>>,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+pub fn init(verbose: bool, file: Option<&Path>) {
+    let file = file.and_then(
+        |p| match OpenOptions::new().create(true).append(true).open(p) {
+            Ok(f) => Some(Mutex::new(f)),
+            Err(e) => {
+                eprintln!(
+                    "distcc[{}] failed to open logfile {}: {e}",
+                    std::process::id(),
+                    p.display()
+                );
+                None
+            }
+        },
+    );
+    let _ = SINK.set(Sink { verbose, file });
+}
+
+fn emit(line: &str, always: bool) {
+    let line = format!("distcc[{}] {line}\n", std::process::id());
+    let sink = SINK.get();
+    if let Some(Some(f)) = sink.map(|s| s.file.as_ref()) {
+        if let Ok(mut f) = f.lock() {
+            let _ = f.write_all(line.as_bytes());
+        }
+        if always {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+        return;
+    }
+    if always || sink.is_some_and(|s| s.verbose) {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+}
+
+/// A decision worth telling a user who asked (DISTCC_VERBOSE / DISTCC_LOG).
+pub fn info(msg: &str) {
+    emit(msg, false);
+}
+
+/// Something the user should see in any case.
+pub fn warn(msg: &str) {
+    emit(&format!("Warning: {msg}"), true);
+}
+
+pub fn error(msg: &str) {
+    emit(&format!("ERROR: {msg}"), true);
+}
