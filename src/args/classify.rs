@@ -3,9 +3,8 @@ The client's reading of a command line (distcc's `dcc_scan_args` and
 `dcc_strip_local_args`, plus what they miss): can this compile be sent to a
 server, and if so, what runs here (the preprocessor) and what is sent.
 
-Pure: words in, a `Verdict` out. Response files are expanded and `-Wp,` is
-split by the caller's earlier steps (`expand_wp` here), the environment is not
-read, nothing is run.
+Pure: words in, a `Verdict` out. Response files are expanded by the caller, the
+environment is not read, nothing is run.
 */
 
 use super::filename;
@@ -79,6 +78,9 @@ pub struct Job {
     pub server_argv: Vec<String>,
     /// `server_argv` holds `-march=native`-style words to resolve first.
     pub native: bool,
+    /// clang with debug info: it records its own working directory, so the
+    /// client's must be sent (`-fdebug-compilation-dir=`).
+    pub needs_debug_dir: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,28 +92,6 @@ pub enum Verdict {
 
 fn local<T>(why: impl Into<String>) -> Result<T, String> {
     Err(why.into())
-}
-
-/// distcc's `-Wp,` handling: `-Wp,a,b` becomes `a b`, and the dependency
-/// forms `-Wp,-MD,f` / `-Wp,-MMD,f` become `-MD -MF f` / `-MMD -MF f`, so the
-/// rest of the rules see them.
-pub fn expand_wp(words: &[String]) -> Vec<String> {
-    let mut out = Vec::with_capacity(words.len());
-    for w in words {
-        match w.strip_prefix("-Wp,") {
-            Some(rest) => {
-                let parts: Vec<&str> = rest.split(',').collect();
-                match parts.as_slice() {
-                    [dep @ ("-MD" | "-MMD"), file] => {
-                        out.extend([dep.to_string(), "-MF".into(), file.to_string()]);
-                    }
-                    _ => out.push(w.clone()),
-                }
-            }
-            None => out.push(w.clone()),
-        }
-    }
-    out
 }
 
 /// The name gcc gives an output it is not told: the input's base name with
@@ -230,6 +210,18 @@ fn scan(argv: &[String]) -> Result<Job, String> {
                 push(&mut server);
             }
             Client::CppOnly | Client::DepsOther => push(&mut cpp),
+            Client::PassToCpp => {
+                if word
+                    .split(',')
+                    .skip(1)
+                    .any(|o| matches!(o, "-M" | "-MM" | "-E"))
+                {
+                    return local(format!(
+                        "{word}: the preprocessor is asked for its output only"
+                    ));
+                }
+                push(&mut cpp);
+            }
             Client::Local(why) => return local(format!("{word}: {why}")),
             Client::CompileMode => {
                 // -S wins over -c, as in gcc.
@@ -351,6 +343,16 @@ fn scan(argv: &[String]) -> Result<Job, String> {
             cpp.push(output.clone());
         }
     }
+    let needs_debug_dir = is_clang(compiler) && debug_info(words).is_some();
+    if let Some(dwarf) = debug_info(words)
+        && is_clang(compiler)
+        && dwarf >= 5
+    {
+        return local(
+            "clang -g: DWARF 5 records the source file's MD5, which only a local compile can compute \
+             (add -gdwarf-4 to distribute)",
+        );
+    }
     Ok(Job {
         input,
         output,
@@ -359,7 +361,35 @@ fn scan(argv: &[String]) -> Result<Job, String> {
         cpp_argv: cpp,
         server_argv: server,
         native,
+        needs_debug_dir,
     })
+}
+
+fn is_clang(compiler: &str) -> bool {
+    compiler
+        .rsplit('/')
+        .next()
+        .unwrap_or(compiler)
+        .contains("clang")
+}
+
+/// The DWARF version debug info is asked for in, if it is (clang's default is 5).
+fn debug_info(words: &[String]) -> Option<u32> {
+    let mut on = false;
+    let mut version = 5;
+    for w in words {
+        match w.as_str() {
+            "-g0" => on = false,
+            w if w.starts_with("-gdwarf-") => {
+                on = true;
+                version = w["-gdwarf-".len()..].parse().unwrap_or(5);
+            }
+            w if w.starts_with("-gno-") || w.starts_with("-gz") || w.starts_with("-gsplit") => {}
+            w if w.starts_with("-g") => on = true,
+            _ => {}
+        }
+    }
+    on.then_some(version)
 }
 
 #[cfg(test)]
@@ -448,7 +478,7 @@ mod tests {
             // distcc's StripArgs mozilla line.
             (
                 "cc -o nsinstall.o -c -DOSTYPE=\"Linux2.4\" -DOSARCH=\"Linux\" -DOJI -D_BSD_SOURCE -I../dist/include -I../dist/include -I/home/mbp/work/mozilla/mozilla-1.1/dist/include/nspr -I/usr/X11R6/include -fPIC -I/usr/X11R6/include -Wall -W -Wno-unused -Wpointer-arith -Wcast-align -pedantic -Wno-long-long -pthread -pipe -DDEBUG -D_DEBUG -DDEBUG_mbp -DTRACING -g -I/usr/X11R6/include -include ../config-defs.h -DMOZILLA_CLIENT -Wp,-MD,.deps/nsinstall.pp nsinstall.c",
-                "cc -E -DOSTYPE=\"Linux2.4\" -DOSARCH=\"Linux\" -DOJI -D_BSD_SOURCE -I../dist/include -I../dist/include -I/home/mbp/work/mozilla/mozilla-1.1/dist/include/nspr -I/usr/X11R6/include -fPIC -I/usr/X11R6/include -Wall -W -Wno-unused -Wpointer-arith -Wcast-align -pedantic -Wno-long-long -pthread -pipe -DDEBUG -D_DEBUG -DDEBUG_mbp -DTRACING -g -I/usr/X11R6/include -include ../config-defs.h -DMOZILLA_CLIENT -MD -MF .deps/nsinstall.pp nsinstall.c -MQ nsinstall.o",
+                "cc -E -DOSTYPE=\"Linux2.4\" -DOSARCH=\"Linux\" -DOJI -D_BSD_SOURCE -I../dist/include -I../dist/include -I/home/mbp/work/mozilla/mozilla-1.1/dist/include/nspr -I/usr/X11R6/include -fPIC -I/usr/X11R6/include -Wall -W -Wno-unused -Wpointer-arith -Wcast-align -pedantic -Wno-long-long -pthread -pipe -DDEBUG -D_DEBUG -DDEBUG_mbp -DTRACING -g -I/usr/X11R6/include -include ../config-defs.h -DMOZILLA_CLIENT -Wp,-MD,.deps/nsinstall.pp nsinstall.c",
                 "cc -o nsinstall.o -c -fPIC -Wall -W -Wno-unused -Wpointer-arith -Wcast-align -pedantic -Wno-long-long -pthread -pipe -g nsinstall.c",
             ),
             (
@@ -500,7 +530,7 @@ mod tests {
             ),
         ];
         for (cmd, cpp, sent) in cases {
-            let j = match classify(&expand_wp(&words(cmd))) {
+            let j = match classify(&words(cmd)) {
                 Verdict::Remote(j) => j,
                 Verdict::Local(why) => panic!("{cmd}: local: {why}"),
             };
@@ -512,6 +542,12 @@ mod tests {
         let mm = remote("g++ -c a.mm -o a.o");
         assert_eq!((mm.lang, mm.preprocessed), (Lang::ObjCxx, false));
         assert!(remote("gcc -march=native -c a.c").native);
+        assert!(remote("clang -g -gdwarf-4 -c a.c").needs_debug_dir);
+        assert!(!remote("clang -c a.c").needs_debug_dir);
+        assert!(
+            !remote("gcc -g -c a.c").needs_debug_dir,
+            "gcc takes it from the preprocessor's output"
+        );
     }
 
     #[test]
@@ -541,6 +577,9 @@ mod tests {
             ),
             ("gcc -c a.c @missing.rsp", "response file"),
             ("clang -c a.c -Xclang -load -Xclang x.so", "load code"),
+            ("clang -g -c a.c", "DWARF 5"),
+            ("gcc -Wp,-M -c a.c", "output only"),
+            ("clang++ -gdwarf-5 -c a.cc", "DWARF 5"),
         ];
         for (cmd, why) in cases {
             match classify(&words(cmd)) {
@@ -548,20 +587,6 @@ mod tests {
                 Verdict::Remote(j) => panic!("{cmd}: sent as {:?}", j.server_argv),
             }
         }
-    }
-
-    #[test]
-    fn wp_expansion() {
-        let w = |s: &str| words(s);
-        assert_eq!(
-            expand_wp(&w("gcc -Wp,-MD,.deps/x.pp -c x.c")),
-            w("gcc -MD -MF .deps/x.pp -c x.c")
-        );
-        assert_eq!(
-            expand_wp(&w("gcc -Wp,-MMD,x.d -c x.c")),
-            w("gcc -MMD -MF x.d -c x.c")
-        );
-        assert_eq!(expand_wp(&w("gcc -Wp,-DX -c x.c")), w("gcc -Wp,-DX -c x.c"));
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub enum Client {
     Native,
     /// Sent to the server after the same check the server makes.
     Checked,
+    /// `-Wp,…`: given verbatim to the preprocessor (which then names a
+    /// dependency file's target just as in a local compile), unless it asks
+    /// for preprocessing only.
+    PassToCpp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +143,7 @@ pub static FLAGS: &[Flag] = &[
     f("-W", Prefix, Both, Keep),
     f("-Wa,", Prefix, Checked, Assembler),
     f("-Wl,", Prefix, CppOnly, Keep),
-    f("-Wp,", Prefix, CppOnly, Refuse(PREPROCESS)),
+    f("-Wp,", Prefix, PassToCpp, Refuse(PREPROCESS)),
     f("-Xassembler", Separate, Checked, Assembler),
     f("-Xclang", Separate, Checked, Forwarded),
     f("-Xlinker", Separate, CppOnly, Keep),
@@ -179,6 +183,7 @@ pub static FLAGS: &[Flag] = &[
         Local(WRITES_FILE),
         Refuse(WRITES_FILE),
     ),
+    f("-fdebug-compilation-dir=", Prefix, Both, Keep),
     f("-fdebug-prefix-map=", Prefix, Both, Keep),
     f("-fdirectives-only", Exact, CppOnly, Refuse(PREPROCESS)),
     f("-fdump-", Prefix, Local(DUMPS), Refuse(WRITES_FILE)),

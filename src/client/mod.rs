@@ -250,7 +250,7 @@ impl Client {
                 .collect::<Option<Vec<_>>>()
             {
                 None => Verdict::Local("an argument is not valid UTF-8".into()),
-                Some(words) => classify::classify(&classify::expand_wp(&words)),
+                Some(words) => classify::classify(&words),
             },
         };
         match verdict {
@@ -380,6 +380,20 @@ impl Client {
         {
             log::info(&format!("compiling {} locally: {why}", job.input));
             return self.run_local(compiler, original, true);
+        }
+        if job.needs_debug_dir {
+            match std::env::current_dir() {
+                Ok(cwd) => job
+                    .server_argv
+                    .push(format!("-fdebug-compilation-dir={}", cwd.display())),
+                Err(e) => {
+                    log::info(&format!(
+                        "compiling {} locally: no current directory for the debug info: {e}",
+                        job.input
+                    ));
+                    return self.run_local(compiler, original, true);
+                }
+            }
         }
         if self.s.rewrite_cross {
             rewrite_cross(&mut job.server_argv, &self.path);

@@ -375,7 +375,11 @@ where
     let Ok(_slot) = server.slots.acquire().await else {
         return Outcome::Disconnected("server shutting down".into());
     };
-    server.stats.running.fetch_add(1, Ordering::Relaxed);
+    let running = server.stats.running.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::debug!(
+        "client: {peer} compiling {}: {running} running",
+        job.input_name
+    );
     let _running = RunningGuard(&server.stats.running);
 
     let dir = match JobDir::create(&cfg.tmpdir, job_no) {

@@ -1,4 +1,5 @@
 //! The one integration-test binary: real binaries, real compilers, real distcc 3.4.
 
+mod client;
 mod common;
 mod daemon;

@@ -298,3 +298,83 @@ pub fn request(version: Version, argv: &[&str], doti: &[u8]) -> Request {
         doti: doti.to_vec(),
     }
 }
+
+pub const DISTCC: &str = env!("CARGO_BIN_EXE_distcc");
+
+/// Debian's real distccd 3.4 on a free loopback port, logging to a file.
+pub struct RealDaemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl RealDaemon {
+    pub fn start(dir: &TestDir) -> RealDaemon {
+        assert!(
+            Path::new("/usr/bin/distccd").exists(),
+            "Debian's distccd 3.4 is missing (apt-get install distcc)"
+        );
+        let log = dir.join("real-distccd.log");
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("/usr/bin/distccd")
+                .args([
+                    "--daemon",
+                    "--no-detach",
+                    "--allow",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                ])
+                .args(["--log-stderr", "--log-level", "info", "--jobs", "4"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return RealDaemon { child, port, log };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start Debian's distccd");
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RealDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs our client with a private DISTCC_DIR, fallback off and verbose
+/// messages, plus `env`.
+pub fn our_client(cwd: &Path, hosts: &str, argv: &[&str], env: &[(&str, &str)]) -> Output {
+    let distcc_dir = cwd.join(".distcc-rs");
+    fs::create_dir_all(&distcc_dir).unwrap();
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(cwd)
+        .env("DISTCC_HOSTS", hosts)
+        .env("DISTCC_DIR", &distcc_dir)
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_VERBOSE", "1")
+        .env_remove("DISTCC_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}

@@ -1,0 +1,785 @@
+//! Our distcc client against Debian's real distccd 3.4 and against our
+//! distccd, with real gcc, g++ and clang; and against servers that fail.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const HELLO_C: &str = "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s\\n\", GREETING); return 0; }\n";
+const GREET_H: &str = "#define GREETING \"hello from distcc-rs\"\n";
+const SHAPES_CPP: &str = "#include <vector>\n#include <memory>\n\
+struct Shape { virtual ~Shape() = default; virtual double area() const = 0; };\n\
+struct Sq : Shape { double s; explicit Sq(double s) : s(s) {} double area() const override { return s * s; } };\n\
+double total(const std::vector<std::unique_ptr<Shape>>& v) { double t = 0; for (auto& s : v) t += s->area(); return t; }\n";
+/// Debug info: no macros on code lines (plain mode sends macro-expanded
+/// text, which moves the columns gcc records for macro uses).
+const CALC_C: &str = "static int square(int x)\n{\n    return x * x;\n}\n\nint sum_squares(int n)\n{\n    int t = 0;\n    for (int i = 0; i < n; i++)\n        t += square(i);\n    return t;\n}\n";
+const COUNTER_CC: &str = "template <typename T> struct Counter {\n    T n{};\n    void bump() { ++n; }\n};\n\nint use_counter()\n{\n    Counter<int> c;\n    c.bump();\n    return c.n;\n}\n";
+const WARN_C: &str = "int f(void)\n{\n    int unused_variable;\n    return 0;\n}\n";
+const SYNTAX_C: &str = "int f(void)\n{\n    return 1 +;\n}\n";
+const MISSING_HEADER_C: &str = "#include \"no-such-header.h\"\nint x;\n";
+
+fn project(dir: &TestDir) -> std::path::PathBuf {
+    let src = dir.join("src");
+    fs::create_dir_all(src.join("obj")).unwrap();
+    for (name, text) in [
+        ("hello.c", HELLO_C),
+        ("greet.h", GREET_H),
+        ("shapes.cpp", SHAPES_CPP),
+        ("calc.c", CALC_C),
+        ("counter.cc", COUNTER_CC),
+        ("warn.c", WARN_C),
+        ("syntax.c", SYNTAX_C),
+        ("missing.c", MISSING_HEADER_C),
+    ] {
+        fs::write(src.join(name), text).unwrap();
+    }
+    src
+}
+
+/// Builds through our client, then locally in the same directory, and
+/// compares every output byte for byte. Returns the client's output.
+fn same_as_local(
+    src: &Path,
+    hosts: &str,
+    argv: &[&str],
+    outputs: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut client = vec![DISTCC];
+    client.extend_from_slice(argv);
+    let out = our_client(src, hosts, &client, env);
+    assert!(
+        out.status.success(),
+        "distcc {argv:?} on {hosts}: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains(&format!(" on {hosts}"))
+            && !text(&out.stderr).contains("locally"),
+        "{argv:?} must compile on {hosts}: {}",
+        text(&out.stderr)
+    );
+    let remote: Vec<Vec<u8>> = outputs
+        .iter()
+        .map(|o| fs::read(src.join(o)).unwrap())
+        .collect();
+    for o in outputs {
+        fs::remove_file(src.join(o)).unwrap();
+    }
+    let here = local(src, argv);
+    assert!(
+        here.status.success(),
+        "local {argv:?}: {}",
+        text(&here.stderr)
+    );
+    for (o, r) in outputs.iter().zip(remote) {
+        assert!(
+            r == fs::read(src.join(o)).unwrap(),
+            "{argv:?} on {hosts}: {o} differs from a local build"
+        );
+    }
+    out
+}
+
+const CASES: &[(&[&str], &[&str])] = &[
+    (
+        &["gcc", "-O2", "-c", "hello.c", "-o", "obj/hello.o"],
+        &["obj/hello.o"],
+    ),
+    (&["gcc", "-c", "hello.c"], &["hello.o"]),
+    (
+        &["gcc", "-g", "-O1", "-c", "calc.c", "-o", "obj/calc.o"],
+        &["obj/calc.o"],
+    ),
+    (
+        &[
+            "g++",
+            "-std=c++17",
+            "-O2",
+            "-c",
+            "shapes.cpp",
+            "-o",
+            "obj/shapes.o",
+        ],
+        &["obj/shapes.o"],
+    ),
+    (&["g++", "-g", "-c", "counter.cc"], &["counter.o"]),
+    (
+        &["clang", "-O2", "-c", "hello.c", "-o", "obj/hello-clang.o"],
+        &["obj/hello-clang.o"],
+    ),
+    (
+        &[
+            "clang++",
+            "-std=c++17",
+            "-c",
+            "shapes.cpp",
+            "-o",
+            "obj/shapes-clang.o",
+        ],
+        &["obj/shapes-clang.o"],
+    ),
+    // clang's default DWARF 5 stays local (see `clang_debug_info`); DWARF 4 goes.
+    (
+        &[
+            "clang",
+            "-g",
+            "-gdwarf-4",
+            "-c",
+            "calc.c",
+            "-o",
+            "obj/calc-clang.o",
+        ],
+        &["obj/calc-clang.o"],
+    ),
+    // The -M family: the .d must equal a local build's, target included
+    // (distcc 3.4 gets the target wrong when -o names another file).
+    (
+        &["gcc", "-MD", "-c", "hello.c", "-o", "obj/md.o"],
+        &["obj/md.o", "obj/md.d"],
+    ),
+    (
+        &[
+            "gcc",
+            "-MMD",
+            "-MP",
+            "-MF",
+            "obj/deps.d",
+            "-c",
+            "hello.c",
+            "-o",
+            "obj/mmd.o",
+        ],
+        &["obj/mmd.o", "obj/deps.d"],
+    ),
+    (
+        &[
+            "gcc",
+            "-MD",
+            "-MT",
+            "custom-target",
+            "-c",
+            "hello.c",
+            "-o",
+            "obj/mt.o",
+        ],
+        &["obj/mt.o", "obj/mt.d"],
+    ),
+    (
+        &[
+            "gcc",
+            "-MD",
+            "-MQ",
+            "$(quoted)",
+            "-c",
+            "hello.c",
+            "-o",
+            "obj/mq.o",
+        ],
+        &["obj/mq.o", "obj/mq.d"],
+    ),
+    (
+        &["gcc", "-Wp,-MD,obj/wp.d", "-c", "hello.c", "-o", "obj/wp.o"],
+        &["obj/wp.o", "obj/wp.d"],
+    ),
+    (
+        &["gcc", "-S", "-O2", "calc.c", "-o", "obj/calc.s"],
+        &["obj/calc.s"],
+    ),
+    (
+        &[
+            "gcc",
+            "-x",
+            "c++",
+            "-c",
+            "calc.c",
+            "-o",
+            "obj/calc-as-cxx.o",
+        ],
+        &["obj/calc-as-cxx.o"],
+    ),
+    (
+        &[
+            "gcc",
+            "-march=native",
+            "-O2",
+            "-c",
+            "calc.c",
+            "-o",
+            "obj/native.o",
+        ],
+        &["obj/native.o"],
+    ),
+];
+
+fn run_matrix(hosts: &[String]) {
+    let dir = TestDir::new("client-matrix");
+    let src = project(&dir);
+    for h in hosts {
+        for (argv, outputs) in CASES {
+            same_as_local(&src, h, argv, outputs, &[]);
+        }
+        // Warnings come back; compile errors give the compiler's status and
+        // message, and no object.
+        let out = same_as_local(
+            &src,
+            h,
+            &["gcc", "-Wall", "-c", "warn.c", "-o", "obj/warn.o"],
+            &["obj/warn.o"],
+            &[],
+        );
+        assert!(
+            text(&out.stderr).contains("warn.c:3:9: warning: unused variable"),
+            "{}",
+            text(&out.stderr)
+        );
+        let bad = our_client(
+            &src,
+            h,
+            &[DISTCC, "gcc", "-c", "syntax.c", "-o", "obj/syntax.o"],
+            &[],
+        );
+        assert_eq!(bad.status.code(), Some(1), "{}", text(&bad.stderr));
+        assert!(
+            text(&bad.stderr).contains("syntax.c:3:15: error: expected expression"),
+            "{}",
+            text(&bad.stderr)
+        );
+        assert!(!src.join("obj/syntax.o").exists());
+    }
+}
+
+#[test]
+fn our_client_with_real_distccd_3_4() {
+    require_real_distcc();
+    let dir = TestDir::new("real-server");
+    let d = RealDaemon::start(&dir);
+    run_matrix(&[
+        format!("127.0.0.1:{}", d.port),
+        format!("127.0.0.1:{},lzo", d.port),
+    ]);
+    assert!(d.log_text().contains("COMPILE_OK"), "{}", d.log_text());
+}
+
+#[test]
+fn our_client_with_our_distccd() {
+    let dir = TestDir::new("our-server");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    run_matrix(&[
+        format!("127.0.0.1:{}", d.port),
+        format!("127.0.0.1:{},lzo", d.port),
+    ]);
+    assert!(d.leftovers().is_empty());
+}
+
+#[test]
+fn response_files_masquerade_and_implicit_mode() {
+    let dir = TestDir::new("modes");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = project(&dir);
+    let hosts = format!("127.0.0.1:{},lzo", d.port);
+    fs::create_dir_all(src.join("inc dir")).unwrap();
+    fs::write(src.join("inc dir/extra.h"), "#define EXTRA 7\n").unwrap();
+    fs::write(
+        src.join("rsp.c"),
+        "#include \"extra.h\"\nint v = EXTRA + VALUE;\nconst char *s = STR;\n",
+    )
+    .unwrap();
+    // Written the way CMake writes one for Ninja: flags on one line, quotes
+    // and escaped spaces.
+    fs::write(
+        src.join("flags.rsp"),
+        "-O2 -DVALUE=\"(1 + 2)\" -DSTR=\\\"a\\ b\\\" \"-Iinc dir\" @nested.rsp\n",
+    )
+    .unwrap();
+    fs::write(src.join("nested.rsp"), "-Wall\n-c\n").unwrap();
+    same_as_local(
+        &src,
+        &hosts,
+        &["gcc", "@flags.rsp", "rsp.c", "-o", "obj/rsp.o"],
+        &["obj/rsp.o"],
+        &[],
+    );
+
+    // Implicit: `distcc -c x.c` means cc.
+    let out = our_client(
+        &src,
+        &hosts,
+        &[DISTCC, "-c", "calc.c", "-o", "obj/implicit.o"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        local(&src, &["cc", "-c", "calc.c", "-o", "obj/implicit-local.o"])
+            .status
+            .success()
+    );
+    assert!(
+        fs::read(src.join("obj/implicit.o")).unwrap()
+            == fs::read(src.join("obj/implicit-local.o")).unwrap()
+    );
+
+    // Masquerade: a link directory first on PATH, as makepkg does with
+    // /usr/lib/distcc/bin; the real compiler is found after it.
+    let links = dir.join("masq-bin");
+    fs::create_dir_all(&links).unwrap();
+    for name in ["gcc", "cc", "g++", "clang"] {
+        std::os::unix::fs::symlink(DISTCC, links.join(name)).unwrap();
+    }
+    let path = format!("{}:{}", links.display(), std::env::var("PATH").unwrap());
+    for (compiler, file) in [("gcc", "calc.c"), ("g++", "counter.cc"), ("cc", "hello.c")] {
+        let out = our_client(
+            &src,
+            &hosts,
+            &[compiler, "-O2", "-c", file, "-o", "obj/masq.o"],
+            &[("PATH", &path)],
+        );
+        assert!(out.status.success(), "{compiler}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!("compiled {file} on {hosts}")),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            local(
+                &src,
+                &[compiler, "-O2", "-c", file, "-o", "obj/masq-local.o"]
+            )
+            .status
+            .success()
+        );
+        assert!(
+            fs::read(src.join("obj/masq.o")).unwrap()
+                == fs::read(src.join("obj/masq-local.o")).unwrap(),
+            "{compiler}"
+        );
+    }
+    // A link that reaches itself again is stopped, not looped.
+    let out = our_client(
+        &src,
+        &hosts,
+        &["gcc", "-c", "calc.c"],
+        &[("PATH", &format!("{}:{}", links.display(), links.display()))],
+    );
+    assert!(!out.status.success());
+    // Linking through the masquerade link runs locally and says why.
+    let out = our_client(
+        &src,
+        &hosts,
+        &["gcc", "calc.c", "hello.c", "-o", "obj/prog"],
+        &[("PATH", &path)],
+    );
+    assert!(
+        text(&out.stderr).contains("compiling locally"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn fifty_parallel_compiles_respect_the_host_limit() {
+    let dir = TestDir::new("parallel");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--jobs",
+            "8",
+            "--log-level",
+            "debug",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..50 {
+        fs::write(
+            src.join(format!("p{i}.c")),
+            format!(
+                "#include <string.h>\nint p{i}(const char *s) {{ return (int)strlen(s) + {i}; }}\n"
+            ),
+        )
+        .unwrap();
+    }
+    let distcc_dir = src.join(".distcc-rs");
+    fs::create_dir_all(&distcc_dir).unwrap();
+    let hosts = format!("127.0.0.1:{}/2,lzo", d.port);
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            Command::new(DISTCC)
+                .args([
+                    "gcc",
+                    "-O2",
+                    "-c",
+                    &format!("p{i}.c"),
+                    "-o",
+                    &format!("r{i}.o"),
+                ])
+                .current_dir(&src)
+                .env("DISTCC_HOSTS", &hosts)
+                .env("DISTCC_DIR", &distcc_dir)
+                .env("DISTCC_FALLBACK", "0")
+                .env("DISTCC_PAUSE_TIME_MSEC", "20")
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "p{i}: {}", text(&out.stderr));
+    }
+    for i in 0..50 {
+        assert!(
+            local(
+                &src,
+                &[
+                    "gcc",
+                    "-O2",
+                    "-c",
+                    &format!("p{i}.c"),
+                    "-o",
+                    &format!("l{i}.o")
+                ]
+            )
+            .status
+            .success()
+        );
+        assert!(
+            fs::read(src.join(format!("r{i}.o"))).unwrap()
+                == fs::read(src.join(format!("l{i}.o"))).unwrap(),
+            "p{i}.o"
+        );
+    }
+    let log = d.wait_log("COMPILE_OK", 50);
+    assert_eq!(log.matches("COMPILE_OK").count(), 50);
+    let most = log
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .last()?
+                .strip_suffix(" running")?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        most <= 2,
+        "the host allows 2 jobs at once, the daemon saw {most}"
+    );
+}
+
+/// A server that fails in one of the ways a network server can. These are
+/// stand-ins by necessity: a real distccd cannot be made to misbehave on cue.
+fn faulty_server(kind: &'static str) -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf);
+        match kind {
+            "dies" => drop(s),
+            "silent" => std::thread::sleep(Duration::from_secs(8)),
+            "garbage" => {
+                let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nnot distcc at all");
+            }
+            _ => unreachable!(),
+        }
+    });
+    (port, h)
+}
+
+fn backoff_marks(src: &Path) -> Vec<String> {
+    fs::read_dir(src.join(".distcc-rs/lock"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("backoff"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn clear_marks(src: &Path) {
+    for m in backoff_marks(src) {
+        fs::remove_file(src.join(".distcc-rs/lock").join(m)).unwrap();
+    }
+}
+
+#[test]
+fn failing_servers_lose_nothing() {
+    let dir = TestDir::new("faults");
+    let src = project(&dir);
+    assert!(
+        local(&src, &["gcc", "-O2", "-c", "calc.c", "-o", "obj/want.o"])
+            .status
+            .success()
+    );
+    let want = fs::read(src.join("obj/want.o")).unwrap();
+    let with_fallback = [("DISTCC_FALLBACK", "1"), ("DISTCC_IO_TIMEOUT", "2")];
+    let mut cases = vec![("closed", free_port(), None)];
+    for kind in ["dies", "silent", "garbage"] {
+        let (port, h) = faulty_server(kind);
+        cases.push((kind, port, Some(h)));
+    }
+    for (kind, port, _h) in cases {
+        clear_marks(&src);
+        let _ = fs::remove_file(src.join("obj/got.o"));
+        let hosts = format!("127.0.0.1:{port}");
+        let t = Instant::now();
+        let out = our_client(
+            &src,
+            &hosts,
+            &[DISTCC, "gcc", "-O2", "-c", "calc.c", "-o", "obj/got.o"],
+            &with_fallback,
+        );
+        assert!(out.status.success(), "{kind}: {}", text(&out.stderr));
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{kind}: {:?}",
+            t.elapsed()
+        );
+        assert!(
+            fs::read(src.join("obj/got.o")).unwrap() == want,
+            "{kind}: object differs"
+        );
+        let err = text(&out.stderr);
+        assert!(err.contains("running locally instead"), "{kind}: {err}");
+        assert_eq!(
+            backoff_marks(&src),
+            [format!("backoff_tcp_127.0.0.1_{port}_0")],
+            "{kind}: host backed off"
+        );
+        // While backed off, the host is skipped without a connection.
+        if kind == "closed" {
+            let again = our_client(
+                &src,
+                &hosts,
+                &[DISTCC, "gcc", "-O2", "-c", "calc.c", "-o", "obj/got.o"],
+                &with_fallback,
+            );
+            assert!(
+                text(&again.stderr).contains("failed less than 60s ago"),
+                "{}",
+                text(&again.stderr)
+            );
+            // Without fallback: distcc's "no hosts" exit code.
+            let strict = our_client(
+                &src,
+                &hosts,
+                &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/strict.o"],
+                &[],
+            );
+            assert_eq!(strict.status.code(), Some(116));
+            assert!(!src.join("obj/strict.o").exists());
+        }
+    }
+    // The next host in the list takes the job when the first fails.
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    clear_marks(&src);
+    let hosts = format!("127.0.0.1:{} 127.0.0.1:{}", free_port(), d.port);
+    let out = our_client(
+        &src,
+        &hosts,
+        &[DISTCC, "gcc", "-O2", "-c", "calc.c", "-o", "obj/next.o"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("compiled calc.c on 127.0.0.1:{}", d.port)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fs::read(src.join("obj/next.o")).unwrap() == want);
+}
+
+#[test]
+fn user_errors_do_not_back_off_the_host() {
+    let dir = TestDir::new("user-errors");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = project(&dir);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    // A preprocessing error (missing header) happens here: exit 1, the
+    // preprocessor's message, no connection wasted on a retry.
+    let out = our_client(
+        &src,
+        &hosts,
+        &[DISTCC, "gcc", "-c", "missing.c", "-o", "obj/missing.o"],
+        &[("DISTCC_FALLBACK", "1")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no-such-header.h: No such file or directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A compile error on the server, with local retry (distcc's default).
+    let out = our_client(
+        &src,
+        &hosts,
+        &[DISTCC, "gcc", "-c", "syntax.c", "-o", "obj/syntax.o"],
+        &[("DISTCC_FALLBACK", "1")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: expected expression"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(backoff_marks(&src).is_empty(), "{:?}", backoff_marks(&src));
+    // And the host is used straight away for the next compile.
+    same_as_local(
+        &src,
+        &hosts,
+        &["gcc", "-c", "calc.c", "-o", "obj/after.o"],
+        &["obj/after.o"],
+        &[],
+    );
+}
+
+#[test]
+fn refusals_are_explained_and_fall_back() {
+    let dir = TestDir::new("refusal");
+    let allowed = compiler_dir(&dir, &["cc"]);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = project(&dir);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    let out = our_client(
+        &src,
+        &hosts,
+        &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/r.o"],
+        &[("DISTCC_FALLBACK", "1"), ("DISTCC_NO_REWRITE_CROSS", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("compiler 'gcc' is not allowed on this server"),
+        "{err}"
+    );
+    assert!(err.contains("running locally instead"), "{err}");
+    assert!(src.join("obj/r.o").exists());
+}
+
+#[test]
+fn show_hosts_jobs_help_version() {
+    let dir = TestDir::new("info");
+    let run = |args: &[&str], hosts: &str| {
+        Command::new(DISTCC)
+            .args(args)
+            .env("DISTCC_HOSTS", hosts)
+            .env("DISTCC_DIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let hosts = "localhost red/7 @blue green:4000,lzo # a comment\n[::1]:3632/3";
+    let out = run(&["--show-hosts"], hosts);
+    assert_eq!(
+        text(&out.stdout),
+        "localhost\nred/7\n@blue\ngreen:4000,lzo\n[::1]:3632/3\n"
+    );
+    assert_eq!(text(&run(&["-j"], hosts).stdout), "20\n");
+    let bad = run(&["--show-hosts"], "good angry:: other");
+    assert_eq!(bad.status.code(), Some(106));
+    assert!(
+        text(&bad.stderr).contains("'angry::'") && text(&bad.stderr).contains('^'),
+        "{}",
+        text(&bad.stderr)
+    );
+    let v = run(&["--version"], "");
+    assert!(
+        text(&v.stdout).starts_with("distcc "),
+        "{}",
+        text(&v.stdout)
+    );
+    assert!(text(&run(&["--help"], "").stdout).contains("DISTCC_HOSTS"));
+    assert_eq!(run(&[], "").status.code(), Some(101));
+}
+
+#[test]
+fn clang_dwarf5_debug_info_stays_local_and_says_why() {
+    let dir = TestDir::new("clang-g");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = project(&dir);
+    let out = our_client(
+        &src,
+        &format!("127.0.0.1:{}", d.port),
+        &[DISTCC, "clang", "-g", "-c", "calc.c", "-o", "obj/c.o"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("compiling locally: clang -g: DWARF 5"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        local(&src, &["clang", "-g", "-c", "calc.c", "-o", "obj/l.o"])
+            .status
+            .success()
+    );
+    assert!(fs::read(src.join("obj/c.o")).unwrap() == fs::read(src.join("obj/l.o")).unwrap());
+}
