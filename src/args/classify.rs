@@ -139,6 +139,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
     let mut x_lang: Option<(Lang, bool)> = None;
     let (mut deps_wanted, mut deps_file, mut deps_target) = (false, false, false);
     let mut native = false;
+    let mut objects: Vec<String> = Vec::new();
 
     let mut i = 0;
     while i < words.len() {
@@ -163,12 +164,9 @@ fn scan(argv: &[String]) -> Result<Job, String> {
                     cpp.push(word.to_owned());
                     server.push(word.to_owned());
                 }
-                None if word.ends_with(".o") => {
-                    if output.is_some() {
-                        return local(format!("{word}: more than one output (a link?)"));
-                    }
-                    output = Some(word.to_owned());
-                }
+                // distcc takes a lone `x.o` operand as the output; decided
+                // below, once it is known whether this is a compile at all.
+                None if word.ends_with(".o") => objects.push(word.to_owned()),
                 None if word.starts_with('@') => {
                     return local(format!(
                         "{word}: the response file could not be read; the compiler will say why"
@@ -303,6 +301,15 @@ fn scan(argv: &[String]) -> Result<Job, String> {
     let Some(mode) = mode else {
         return local("neither -c nor -S: this command links or only preprocesses");
     };
+    match (objects.as_slice(), &output) {
+        ([], _) => {}
+        ([o], None) => {
+            server.push("-o".into());
+            server.push(o.clone());
+            output = Some(o.clone());
+        }
+        ([o, ..], _) => return local(format!("{o}: an object file among the inputs of a compile")),
+    }
     let Some((input, lang, preprocessed, input_at)) = input else {
         return local("no C, C++ or Objective-C source file to compile");
     };
@@ -570,6 +577,8 @@ mod tests {
             ("gcc -c a.h", "no C, C++ or Objective-C source"),
             ("gcc -c - ", "standard input"),
             ("gcc -c a.c -o a.o -o b.o", "more than one output"),
+            ("gcc -c a.c -o a.o b.o", "object file among the inputs"),
+            ("gcc -o prog main.o util.o", "links"),
             ("gcc -c a.c -qrobnicate", "not in distcc-rs's flag table"),
             (
                 "gcc -c a.c -print-prog-name=cc1",

@@ -72,7 +72,7 @@ fn run(opts: Options) -> Result<(), Fatal> {
             ),
         ));
     }
-    let config = config(&opts)?;
+    let config = config(&opts, inetd)?;
 
     // Everything that needs root or a single thread happens before the runtime.
     let listeners = if inetd {
@@ -127,7 +127,7 @@ fn run(opts: Options) -> Result<(), Fatal> {
     result.map_err(fatal(exitcode::IO_ERROR))
 }
 
-fn config(opts: &Options) -> Result<Config, Fatal> {
+fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {
     let compilers = match std::env::var_os("DISTCC_CMDLIST") {
         Some(list) => {
             let words = std::env::var("DISTCC_CMDLIST_NUMWORDS")
@@ -139,7 +139,9 @@ fn config(opts: &Options) -> Result<Config, Fatal> {
                 .map_err(fatal(exitcode::BAD_ARGUMENTS))?
         }
         None => {
-            if !opts.compiler_dir.is_dir() {
+            // Over SSH (`--inetd --enable-tcp-insecure`) the allow-list is not
+            // consulted, so its absence is no reason to refuse.
+            if !opts.compiler_dir.is_dir() && !(inetd && opts.tcp_insecure) {
                 return Err(Fatal(
                     exitcode::COMPILER_MISSING,
                     anyhow!(

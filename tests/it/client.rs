@@ -783,3 +783,312 @@ fn clang_dwarf5_debug_info_stays_local_and_says_why() {
     );
     assert!(fs::read(src.join("obj/c.o")).unwrap() == fs::read(src.join("obj/l.o")).unwrap());
 }
+
+/// A real sshd on a loopback port with throwaway keys, for `@host` entries.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    key: std::path::PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &TestDir) -> Sshd {
+        assert!(
+            Path::new("/usr/sbin/sshd").exists(),
+            "sshd is missing (apt-get install openssh-server)"
+        );
+        let d = dir.join("ssh");
+        fs::create_dir_all(&d).unwrap();
+        let keygen = |name: &str| {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(name))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        };
+        keygen("host_key");
+        keygen("client_key");
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        // sshd's privilege-separation directory.
+        fs::create_dir_all("/run/sshd").unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 UsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\n",
+                d = d.display()
+            );
+            fs::write(d.join("sshd_config"), config).unwrap();
+            let mut child = Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(d.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stderr(fs::File::create(d.join("sshd.log")).unwrap())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Sshd {
+                        child,
+                        port,
+                        key: d.join("client_key"),
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "sshd did not start: {}",
+            fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    fn distcc_ssh(&self) -> String {
+        format!(
+            "ssh -p {} -i {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR",
+            self.port,
+            self.key.display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ssh_transport_runs_distccd_inetd_over_real_sshd() {
+    let dir = TestDir::new("ssh");
+    let sshd = Sshd::start(&dir);
+    let src = project(&dir);
+    let ssh = sshd.distcc_ssh();
+    for hosts in [
+        format!("@127.0.0.1:{DISTCCD}"),
+        format!("root@127.0.0.1/2:{DISTCCD},lzo"),
+    ] {
+        let out = same_as_local(
+            &src,
+            &hosts,
+            &["gcc", "-O2", "-c", "calc.c", "-o", "obj/ssh.o"],
+            &["obj/ssh.o"],
+            &[("DISTCC_SSH", &ssh)],
+        );
+        assert!(
+            text(&out.stderr).contains(&format!("compiled calc.c on {hosts}")),
+            "{}",
+            text(&out.stderr)
+        );
+        same_as_local(
+            &src,
+            &hosts,
+            &["g++", "-c", "shapes.cpp", "-o", "obj/ssh-cxx.o"],
+            &["obj/ssh-cxx.o"],
+            &[("DISTCC_SSH", &ssh)],
+        );
+    }
+    // A broken ssh command is a host fault: backed off, compiled here.
+    let out = our_client(
+        &src,
+        "@127.0.0.1",
+        &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/ssh-fail.o"],
+        &[("DISTCC_SSH", "/bin/false"), ("DISTCC_FALLBACK", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("running locally instead"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_daemon_killed_mid_job_loses_nothing() {
+    let dir = TestDir::new("killed");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--log-level",
+            "debug",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Big enough that gcc -O2 takes a while on the server.
+    let mut big = String::new();
+    for i in 0..4000 {
+        big.push_str(&format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"));
+    }
+    fs::write(src.join("big.c"), big).unwrap();
+    let distcc_dir = src.join(".distcc-rs");
+    fs::create_dir_all(&distcc_dir).unwrap();
+    let client = Command::new(DISTCC)
+        .args(["gcc", "-O2", "-c", "big.c", "-o", "remote.o"])
+        .current_dir(&src)
+        .env("DISTCC_HOSTS", format!("127.0.0.1:{}", d.port))
+        .env("DISTCC_DIR", &distcc_dir)
+        .env("DISTCC_VERBOSE", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.log_text().contains("compiling big.c") {
+        assert!(
+            Instant::now() < deadline,
+            "the job never started on the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.child.kill().unwrap();
+    let out = client.wait_with_output().unwrap();
+    assert!(!d.still_running());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("running locally instead"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        local(&src, &["gcc", "-O2", "-c", "big.c", "-o", "local.o"])
+            .status
+            .success()
+    );
+    assert!(fs::read(src.join("remote.o")).unwrap() == fs::read(src.join("local.o")).unwrap());
+}
+
+#[test]
+fn ccache_prefix_backoff_zero_log_file_and_hosts_file() {
+    let dir = TestDir::new("misc");
+    let allowed = compiler_dir(&dir, ALLOWED);
+    let d = Daemon::start(
+        &dir,
+        &[
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    let src = project(&dir);
+    let hosts = format!("127.0.0.1:{}", d.port);
+
+    // ccache with CCACHE_PREFIX: ccache runs `/abs/distcc /usr/bin/gcc …` on a miss.
+    assert!(
+        Path::new("/usr/bin/ccache").exists(),
+        "ccache is missing (apt-get install ccache)"
+    );
+    let ccache_dir = dir.join("ccache");
+    let out = our_client(
+        &src,
+        &hosts,
+        &["ccache", "gcc", "-O2", "-c", "calc.c", "-o", "obj/ccache.o"],
+        &[
+            ("CCACHE_PREFIX", DISTCC),
+            ("CCACHE_DIR", ccache_dir.to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        d.wait_log("calc.c", 1).contains("COMPILE_OK"),
+        "ccache's miss went to the daemon"
+    );
+    assert!(
+        local(
+            &src,
+            &["gcc", "-O2", "-c", "calc.c", "-o", "obj/ccache-local.o"]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        fs::read(src.join("obj/ccache.o")).unwrap()
+            == fs::read(src.join("obj/ccache-local.o")).unwrap()
+    );
+
+    // DISTCC_BACKOFF_PERIOD=0: a dead host is tried once per job, never in a loop.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let t = Instant::now();
+    let out = our_client(
+        &src,
+        &dead,
+        &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/b0.o"],
+        &[("DISTCC_BACKOFF_PERIOD", "0"), ("DISTCC_FALLBACK", "1")],
+    );
+    assert!(out.status.success() && t.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        text(&out.stderr).matches("cannot connect").count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        backoff_marks(&src).is_empty(),
+        "no backoff marks with period 0"
+    );
+
+    // DISTCC_LOG gets the decisions; stderr keeps only warnings.
+    let log = dir.join("client.log");
+    let out = our_client(
+        &src,
+        &hosts,
+        &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/logged.o"],
+        &[
+            ("DISTCC_LOG", log.to_str().unwrap()),
+            ("DISTCC_VERBOSE", "0"),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains(&format!("compiled calc.c on {hosts}"))
+    );
+
+    // No DISTCC_HOSTS: $DISTCC_DIR/hosts is read.
+    let distcc_dir = src.join(".distcc-rs");
+    fs::write(
+        distcc_dir.join("hosts"),
+        format!("# from the hosts file\n{hosts}\n"),
+    )
+    .unwrap();
+    let out = Command::new(DISTCC)
+        .args(["gcc", "-c", "calc.c", "-o", "obj/hostsfile.o"])
+        .current_dir(&src)
+        .env_remove("DISTCC_HOSTS")
+        .env("DISTCC_DIR", &distcc_dir)
+        .env("DISTCC_VERBOSE", "1")
+        .env("DISTCC_FALLBACK", "0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out.stderr).contains(&format!("compiled calc.c on {hosts}")),
+        "{}",
+        text(&out.stderr)
+    );
+    // A set but empty DISTCC_HOSTS wins over the file, and says so.
+    let out = our_client(
+        &src,
+        "",
+        &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/empty.o"],
+        &[("DISTCC_FALLBACK", "1")],
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("$DISTCC_HOSTS contained no hosts"),
+        "{}",
+        text(&out.stderr)
+    );
+}
