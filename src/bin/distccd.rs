@@ -4,12 +4,14 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use distcc::daemon::compilers::Policy;
 use distcc::daemon::options::{self, Mode, Options, Parsed};
-use distcc::daemon::{self, Config, Peer, Server, process};
+use distcc::daemon::process::LogTarget;
+use distcc::daemon::{self, Config, Peer, Server, confd, process, systemd};
 use distcc::exitcode;
 use distcc::protocol::Limits;
 
@@ -21,10 +23,17 @@ fn fatal(code: u8) -> impl FnOnce(anyhow::Error) -> Fatal {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args_os()
+    let cli: Vec<String> = std::env::args_os()
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
+    let args = match with_conf_file(cli) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("distccd: {e}");
+            return ExitCode::from(exitcode::BAD_ARGUMENTS);
+        }
+    };
     let ncpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let opts = match options::parse(&args, ncpus) {
         Ok(Parsed::Run(o)) => o,
@@ -51,16 +60,34 @@ fn main() -> ExitCode {
     }
 }
 
+/// DISTCC_ARGS from `--conf FILE` first, then the command line (whose
+/// options therefore win).
+fn with_conf_file(cli: Vec<String>) -> Result<Vec<String>, String> {
+    let Some(path) = options::conf_file(&cli) else {
+        return Ok(cli);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--conf {path}: {e}"))?;
+    let mut args = confd::distcc_args(&text).map_err(|e| format!("{path}: {e}"))?;
+    if options::conf_file(&args).is_some() {
+        return Err(format!("{path}: DISTCC_ARGS may not name another --conf"));
+    }
+    args.extend(cli);
+    Ok(args)
+}
+
 fn stdin_is_socket() -> bool {
     nix::sys::stat::fstat(std::io::stdin().as_fd())
         .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFSOCK)
 }
 
 fn run(opts: Options) -> Result<(), Fatal> {
+    // Everything that needs root, or a single thread, happens before the runtime.
+    let activated =
+        systemd::take_listeners().map_err(|e| Fatal(exitcode::BIND_FAILED, anyhow!(e)))?;
     let inetd = match opts.mode {
         Mode::Inetd => true,
         Mode::Daemon => false,
-        Mode::Auto => stdin_is_socket(),
+        Mode::Auto => activated.is_none() && stdin_is_socket(),
     };
     if !inetd && opts.allow.is_empty() {
         return Err(Fatal(
@@ -72,29 +99,41 @@ fn run(opts: Options) -> Result<(), Fatal> {
             ),
         ));
     }
-    let config = config(&opts, inetd)?;
-
-    // Everything that needs root or a single thread happens before the runtime.
-    let listeners = if inetd {
-        Vec::new()
-    } else {
-        bind(&opts).map_err(fatal(exitcode::BIND_FAILED))?
+    let from_systemd = activated.is_some();
+    let listeners = match (inetd, activated) {
+        (true, _) => Vec::new(),
+        (false, Some(l)) => l,
+        (false, None) => bind(&opts).map_err(fatal(exitcode::BIND_FAILED))?,
     };
     process::set_nice(opts.nice).map_err(fatal(exitcode::DISTCC_FAILED))?;
-    let log_file = if opts.log_stderr {
-        None
-    } else {
-        opts.log_file.as_deref()
+    let notifier = Arc::new(systemd::Notifier::connect());
+    let under_systemd = notifier.active() || std::env::var_os("INVOCATION_ID").is_some();
+    let target = match (&opts.log_file, opts.log_stderr) {
+        (_, true) => LogTarget::Stderr,
+        (Some(f), false) => LogTarget::File(f),
+        (None, false) if under_systemd => LogTarget::JournalOrStderr,
+        (None, false) => LogTarget::Stderr,
     };
-    process::init_logging(opts.log_level, log_file).map_err(fatal(exitcode::BAD_ARGUMENTS))?;
-    if !inetd && !opts.no_detach {
+    // One job over SSH: stderr is the user's terminal, so only problems go there.
+    let level = if inetd && !under_systemd && opts.log_file.is_none() && !opts.log_stderr {
+        opts.log_level.min(options::LogLevel::Warning)
+    } else {
+        opts.log_level
+    };
+    let logging_to =
+        process::init_logging(level, target).map_err(fatal(exitcode::BAD_ARGUMENTS))?;
+    if !inetd && !opts.no_detach && !under_systemd {
         process::detach().map_err(fatal(exitcode::DISTCC_FAILED))?;
     }
-    process::drop_root(opts.user.as_deref()).map_err(fatal(exitcode::SETUID_FAILED))?;
+    let user =
+        process::lookup_user(opts.user.as_deref()).map_err(fatal(exitcode::SETUID_FAILED))?;
+    process::confine(opts.chroot.as_deref(), user.as_ref())
+        .map_err(fatal(exitcode::SETUID_FAILED))?;
     // As distcc does: written by the serving user, so that it can remove it.
     if let Some(p) = &opts.pid_file {
         process::write_pid_file(p).map_err(fatal(exitcode::IO_ERROR))?;
     }
+    let config = config(&opts, inetd)?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,28 +142,89 @@ fn run(opts: Options) -> Result<(), Fatal> {
     let server = Server::new(config, opts.jobs);
     let result = rt.block_on(async {
         if inetd {
-            serve_stdio(server).await
-        } else {
-            let listeners = listeners
-                .into_iter()
-                .map(|l| {
-                    l.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(l)
-                })
-                .collect::<std::io::Result<Vec<_>>>()
-                .context("registering listeners")?;
-            for l in &listeners {
-                tracing::info!("listening on {}", l.local_addr()?);
-            }
-            daemon::serve(listeners, server, shutdown_signal(opts.lifetime)).await;
-            tracing::info!("distccd exiting");
-            Ok(())
+            return serve_stdio(server).await;
         }
+        let listeners = listeners
+            .into_iter()
+            .map(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("registering listeners")?;
+        for l in &listeners {
+            tracing::info!(
+                "listening on {} ({}), {} job slots, serving as {}, logging to {logging_to}",
+                l.local_addr()?,
+                if from_systemd {
+                    "socket from systemd"
+                } else {
+                    "bound"
+                },
+                opts.jobs,
+                user.as_ref().map_or_else(
+                    || nix::unistd::Uid::effective().to_string(),
+                    |u| u.name.clone()
+                ),
+            );
+        }
+        let status = tokio::spawn(report_status(server.clone(), notifier.clone()));
+        let stop_notifier = notifier.clone();
+        let stop_server = server.clone();
+        let shutdown = async move {
+            shutdown_signal(opts.lifetime).await;
+            let running = stop_server
+                .stats
+                .running
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let _ = stop_notifier.send(&format!(
+                "STOPPING=1\nSTATUS=stopping: letting {running} running job(s) finish"
+            ));
+        };
+        daemon::serve(listeners, server, shutdown).await;
+        status.abort();
+        tracing::info!("distccd exiting");
+        Ok(())
     });
     if let Some(p) = &opts.pid_file {
         let _ = std::fs::remove_file(p);
     }
     result.map_err(fatal(exitcode::IO_ERROR))
+}
+
+/// READY=1 once serving, then STATUS= whenever the counts change, and
+/// watchdog pings when `WatchdogSec=` asks for them.
+async fn report_status(server: Arc<Server>, notifier: Arc<systemd::Notifier>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let line = || {
+        let s = &server.stats;
+        systemd::status_line(
+            s.running.load(Relaxed),
+            s.compile_ok.load(Relaxed) + s.compile_error.load(Relaxed),
+            s.timeout.load(Relaxed) + s.disconnected.load(Relaxed),
+            s.refused.load(Relaxed) + s.bad_request.load(Relaxed),
+        )
+    };
+    let mut last = line();
+    let _ = notifier.send(&format!("READY=1\nSTATUS={last}"));
+    let watchdog = systemd::watchdog_interval();
+    let tick = watchdog.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        interval.tick().await;
+        let now = line();
+        let mut msg = String::new();
+        if now != last {
+            msg.push_str(&format!("STATUS={now}\n"));
+            last = now;
+        }
+        if watchdog.is_some() {
+            msg.push_str("WATCHDOG=1\n");
+        }
+        if !msg.is_empty() {
+            let _ = notifier.send(&msg);
+        }
+    }
 }
 
 fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {

@@ -10,9 +10,12 @@ beyond what the server reads at once wait in the kernel's queue.
 
 pub mod access;
 pub mod compilers;
+pub mod confd;
 pub mod job;
+pub mod journal;
 pub mod options;
 pub mod process;
+pub mod systemd;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -68,6 +68,11 @@ pub struct Options {
     pub stats_port: u16,
     /// Names allowed as compilers: the entries of this directory.
     pub compiler_dir: PathBuf,
+    /// `--chroot DIR`: serve from inside DIR (a 32-bit build chroot, say):
+    /// entered after start-up, so the daemon itself needs nothing from it.
+    pub chroot: Option<PathBuf>,
+    /// `--conf FILE`: where DISTCC_ARGS came from (for messages).
+    pub conf: Option<PathBuf>,
 }
 
 impl Options {
@@ -91,6 +96,8 @@ impl Options {
             stats: false,
             stats_port: 3633,
             compiler_dir: PathBuf::from("/usr/lib/distcc"),
+            chroot: None,
+            conf: None,
         }
     }
 }
@@ -106,7 +113,9 @@ pub enum Parsed {
 const OPTIONS: &[(&str, Option<char>, bool)] = &[
     ("allow", Some('a'), true),
     ("allow-private", None, false),
+    ("chroot", None, true),
     ("compiler-dir", None, true),
+    ("conf", None, true),
     ("daemon", None, false),
     ("enable-tcp-insecure", None, false),
     ("help", None, false),
@@ -197,6 +206,8 @@ pub fn parse(args: &[String], ncpus: usize) -> Result<Parsed, String> {
                 .push(access::parse_rule(v).map_err(|e| format!("--allow {e}"))?),
             "allow-private" => private = true,
             "compiler-dir" => o.compiler_dir = PathBuf::from(v),
+            "chroot" => o.chroot = Some(PathBuf::from(v)),
+            "conf" => o.conf = Some(PathBuf::from(v)),
             "daemon" => o.mode = Mode::Daemon,
             "enable-tcp-insecure" | "make-me-a-botnet" => o.tcp_insecure = true,
             "help" => return Ok(Parsed::Help),
@@ -266,6 +277,12 @@ Access:
                              still applies to every TCP connection
       --compiler-dir DIR     compilers allowed are the names in DIR
                              (default /usr/lib/distcc)
+Configuration:
+      --conf FILE            read DISTCC_ARGS from FILE (e.g. /etc/conf.d/distccd),
+                             split with shell quoting; command-line options
+                             come after them and win
+      --chroot DIR           serve from inside DIR: compilers, allow-list and
+                             TMPDIR are the chroot's (for a 32-bit chroot)
 Serving:
       --daemon               serve on a TCP socket (default unless stdin is one)
       --inetd                serve one connection on stdin/stdout
@@ -368,4 +385,19 @@ mod tests {
         assert_eq!(parse(&v("--help"), 1), Ok(Parsed::Help));
         assert_eq!(parse(&v("--version"), 1), Ok(Parsed::Version));
     }
+}
+
+/// The `--conf FILE` named on the command line, if any (read before parsing,
+/// because the file's options go first).
+pub fn conf_file(args: &[String]) -> Option<&str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--conf=") {
+            return Some(v);
+        }
+        if a == "--conf" {
+            return it.next().map(String::as_str);
+        }
+    }
+    None
 }

@@ -27,59 +27,136 @@ pub fn set_nice(n: i32) -> Result<()> {
     Ok(())
 }
 
-/// When running as root, becomes `user` (or `nobody`): groups cleared,
-/// gid, then uid, then no_new_privs. Refuses to go on as root.
-pub fn drop_root(user: Option<&str>) -> Result<()> {
+/// Who to become, looked up while /etc/passwd is still reachable (before any chroot).
+pub struct Target {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub name: String,
+}
+
+/// `None` when not root: there is nothing to drop.
+pub fn lookup_user(user: Option<&str>) -> Result<Option<Target>> {
     if !Uid::effective().is_root() && !Uid::current().is_root() {
         if let Some(u) = user {
             tracing::warn!("--user {u} ignored: not started as root");
         }
-        return Ok(());
+        return Ok(None);
     }
-    let (uid, gid) = match user.map(User::from_name) {
-        Some(Ok(Some(u))) => (u.uid, u.gid),
-        Some(_) => bail!("--user {}: no such user", user.unwrap_or_default()),
+    let t = match user {
+        Some(name) => match User::from_name(name) {
+            Ok(Some(u)) => Target {
+                uid: u.uid,
+                gid: u.gid,
+                name: name.to_owned(),
+            },
+            _ => bail!("--user {name}: no such user"),
+        },
         None => match User::from_name("nobody") {
-            Ok(Some(u)) => (u.uid, u.gid),
-            _ => (Uid::from_raw(65534), Gid::from_raw(65534)),
+            Ok(Some(u)) => Target {
+                uid: u.uid,
+                gid: u.gid,
+                name: "nobody".into(),
+            },
+            _ => Target {
+                uid: Uid::from_raw(65534),
+                gid: Gid::from_raw(65534),
+                name: "65534".into(),
+            },
         },
     };
-    if uid.is_root() {
+    if t.uid.is_root() {
         bail!("refusing to serve as root: --user must name an unprivileged user");
     }
-    unistd::setgroups(&[gid]).context("clearing supplementary groups")?;
-    unistd::setgid(gid).context("setgid")?;
-    unistd::setuid(uid).context("setuid")?;
-    if Uid::effective().is_root() || unistd::setuid(Uid::from_raw(0)).is_ok() {
-        bail!("still root after dropping privileges");
+    Ok(Some(t))
+}
+
+/// Enters `chroot` (if any) and, when root, becomes `target`: supplementary
+/// groups cleared, gid, then uid; every capability set emptied (bounding and
+/// ambient too), and no_new_privs. Must run before any thread exists:
+/// credentials and capabilities are per thread.
+pub fn confine(chroot: Option<&Path>, target: Option<&Target>) -> Result<()> {
+    if let Some(dir) = chroot {
+        unistd::chroot(dir).with_context(|| format!("chroot {}", dir.display()))?;
+        unistd::chdir("/").context("chdir / in the chroot")?;
+    }
+    if let Some(t) = target {
+        // The bounding set can only shrink while we still hold CAP_SETPCAP.
+        caps::clear(None, caps::CapSet::Bounding)
+            .context("clearing the capability bounding set")?;
+        caps::clear(None, caps::CapSet::Ambient).context("clearing ambient capabilities")?;
+        caps::clear(None, caps::CapSet::Inheritable)
+            .context("clearing inheritable capabilities")?;
+        unistd::setgroups(&[t.gid]).context("clearing supplementary groups")?;
+        unistd::setgid(t.gid).context("setgid")?;
+        unistd::setuid(t.uid).context("setuid")?;
+        caps::clear(None, caps::CapSet::Effective).context("clearing effective capabilities")?;
+        caps::clear(None, caps::CapSet::Permitted).context("clearing permitted capabilities")?;
+        if Uid::effective().is_root() || unistd::setuid(Uid::from_raw(0)).is_ok() {
+            bail!("still root after dropping privileges");
+        }
     }
     nix::sys::prctl::set_no_new_privs().context("PR_SET_NO_NEW_PRIVS")?;
     Ok(())
 }
 
-/// Sets up `tracing` to `--log-file` (appending) or stderr.
-pub fn init_logging(level: LogLevel, file: Option<&Path>) -> Result<()> {
-    let filter = match level {
+/// Where log lines go.
+pub enum LogTarget<'a> {
+    File(&'a Path),
+    Stderr,
+    /// journald's native socket, if it is there; else stderr.
+    JournalOrStderr,
+}
+
+/// Sets up `tracing`. Returns where it ended up, for a start-up line.
+pub fn init_logging(level: LogLevel, target: LogTarget<'_>) -> Result<&'static str> {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = LevelFilter::from_level(match level {
         LogLevel::Error => tracing::Level::ERROR,
         LogLevel::Warning => tracing::Level::WARN,
         LogLevel::Notice | LogLevel::Info => tracing::Level::INFO,
         LogLevel::Debug => tracing::Level::DEBUG,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(filter)
-        .with_target(false);
-    match file {
-        Some(path) => {
+    });
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(false);
+    match target {
+        LogTarget::File(path) => {
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(Mutex::new(f)).init();
+            registry.with(fmt.with_writer(Mutex::new(f))).init();
+            Ok("log file")
         }
-        None => builder.with_ansi(false).with_writer(std::io::stderr).init(),
+        LogTarget::JournalOrStderr if Path::new(super::journal::SOCKET).exists() => {
+            match super::journal::Journal::connect("distccd") {
+                Ok(j) => {
+                    registry.with(j).init();
+                    Ok("journal")
+                }
+                Err(_) => {
+                    registry.with(fmt.with_writer(std::io::stderr)).init();
+                    Ok("stderr")
+                }
+            }
+        }
+        LogTarget::Stderr | LogTarget::JournalOrStderr => {
+            // Under systemd stderr is the journal already; its own time
+            // stamps make ours noise.
+            if std::env::var_os("JOURNAL_STREAM").is_some() {
+                registry
+                    .with(fmt.without_time().with_writer(std::io::stderr))
+                    .init();
+            } else {
+                registry.with(fmt.with_writer(std::io::stderr)).init();
+            }
+            Ok("stderr")
+        }
     }
-    Ok(())
 }
 
 pub fn write_pid_file(path: &Path) -> Result<()> {
