@@ -540,6 +540,42 @@ fn parse_options(s: &str) -> Result<Options, Msg> {
     Ok(opts)
 }
 
+/// The host list with every TCP host's port set to `port`: what a build
+/// inside a chroot served by `distccd@PORT` uses (the Arch wiki's
+/// `host/5:3692`). Local and SSH entries are unchanged. Pure.
+pub fn with_port(list: &HostList, port: u16) -> String {
+    let mut words = Vec::new();
+    if list.randomize {
+        words.push("--randomize".to_owned());
+    }
+    if list.localslots != DEFAULT_LOCALSLOTS {
+        words.push(format!("--localslots={}", list.localslots));
+    }
+    if list.localslots_cpp != DEFAULT_LOCALSLOTS_CPP {
+        words.push(format!("--localslots_cpp={}", list.localslots_cpp));
+    }
+    for h in &list.hosts {
+        words.push(match &h.transport {
+            Transport::Tcp { host, .. } => {
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                let mut w = format!("{host}:{port}/{}", h.limit);
+                for (on, opt) in [(h.lzo, ",lzo"), (h.cpp, ",cpp"), (h.down, ",down")] {
+                    if on {
+                        w.push_str(opt);
+                    }
+                }
+                w
+            }
+            _ => h.spec.clone(),
+        });
+    }
+    words.join(" ")
+}
+
 /// Where the host list came from, in distcc's order (§3.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostsSource {
@@ -617,6 +653,22 @@ pub fn load_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_mapped_for_a_chroot_instance() {
+        let list =
+            parse("localhost/2 red/5 blue:3632,lzo [fd00::1]/3 @ssh-host --randomize").unwrap();
+        assert_eq!(
+            with_port(&list, 3692),
+            "--randomize localhost/2 red:3692/5 blue:3692/4,lzo [fd00::1]:3692/3 @ssh-host"
+        );
+        let again = parse(&with_port(&list, 3692)).unwrap();
+        assert_eq!(
+            with_port(&again, 3692),
+            with_port(&list, 3692),
+            "the output parses to the same list"
+        );
+    }
 
     fn local(limit: u32) -> (Transport, u32) {
         (Transport::Local, limit)

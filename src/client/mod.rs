@@ -51,6 +51,8 @@ Options:
    --version                  show version and exit
    --show-hosts               show host list and exit
    -j                         calculate the concurrency level from the host list
+   --hosts-for-port PORT      the host list with every TCP host on PORT (for a
+                              chroot instance such as distccd@3692; see distcc-chroot)
 
 Environment variables:
    DISTCC_HOSTS=HOSTSPEC ...  hosts to use (else $DISTCC_DIR/hosts, /etc/distcc/hosts)
@@ -114,6 +116,22 @@ pub fn main(os_args: Vec<OsString>) -> u8 {
                 }
                 Ok((list, _)) => {
                     println!("{}", hosts::total_slots(&list));
+                    0
+                }
+                Err(e) => {
+                    eprintln!("distcc[{}] ERROR: {e}", std::process::id());
+                    exitcode::BAD_HOSTSPEC
+                }
+            }
+        }
+        Invocation::HostsForPort(port) => {
+            let Ok(port) = port.parse::<u16>() else {
+                eprintln!("distcc: --hosts-for-port needs a port number, not '{port}'");
+                return exitcode::BAD_ARGUMENTS;
+            };
+            match load_hosts(&settings) {
+                Ok((list, _)) => {
+                    println!("{}", hosts::with_port(&list, port));
                     0
                 }
                 Err(e) => {

@@ -13,6 +13,9 @@ pub enum Invocation {
     ShowHosts,
     /// `-j`: the number of jobs the host list allows.
     Jobs,
+    /// `--hosts-for-port N`: the host list with every TCP port set to N
+    /// (distcc-rs; used by `distcc-chroot`).
+    HostsForPort(String),
     Compile {
         argv: Vec<String>,
         masquerade: bool,
@@ -38,6 +41,9 @@ pub fn detect(argv0: &str, args: &[String]) -> Invocation {
         "--version" => return Invocation::Version,
         "--show-hosts" => return Invocation::ShowHosts,
         "-j" => return Invocation::Jobs,
+        "--hosts-for-port" => {
+            return Invocation::HostsForPort(args.get(1).cloned().unwrap_or_default());
+        }
         "--scan-includes" | "--show-principal" => {
             return Invocation::Usage(format!(
                 "{first}: pump mode and GSS-API are not supported by distcc-rs"
