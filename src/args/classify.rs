@@ -209,14 +209,8 @@ fn scan(argv: &[String]) -> Result<Job, String> {
             }
             Client::CppOnly | Client::DepsOther => push(&mut cpp),
             Client::PassToCpp => {
-                if word
-                    .split(',')
-                    .skip(1)
-                    .any(|o| matches!(o, "-M" | "-MM" | "-E"))
-                {
-                    return local(format!(
-                        "{word}: the preprocessor is asked for its output only"
-                    ));
+                if word.split(',').skip(1).any(|o| matches!(o, "-M" | "-MM" | "-E")) {
+                    return local(format!("{word}: the preprocessor is asked for its output only"));
                 }
                 push(&mut cpp);
             }
@@ -281,9 +275,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
                             ));
                         }
                     }
-                    Server::Assembler if separate => {
-                        check_assembler_option(v, word).map_err(|r| r.0)?
-                    }
+                    Server::Assembler if separate => check_assembler_option(v, word).map_err(|r| r.0)?,
                     Server::Assembler => {
                         for opt in word.trim_start_matches("-Wa,").split(',') {
                             check_assembler_option(opt, word).map_err(|r| r.0)?;
@@ -315,9 +307,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
     };
     let base = input.rsplit('/').next().unwrap_or(&input);
     if base.starts_with("conftest.") || base.starts_with("tmp.conftest.") {
-        return local(format!(
-            "{input}: an autoconf test, cheaper to compile here"
-        ));
+        return local(format!("{input}: an autoconf test, cheaper to compile here"));
     }
     let given_output = output.clone();
     let output = match output {
@@ -373,11 +363,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
 }
 
 fn is_clang(compiler: &str) -> bool {
-    compiler
-        .rsplit('/')
-        .next()
-        .unwrap_or(compiler)
-        .contains("clang")
+    compiler.rsplit('/').next().unwrap_or(compiler).contains("clang")
 }
 
 /// The DWARF version debug info is asked for in, if it is (clang's default is 5).
@@ -459,11 +445,7 @@ mod tests {
                 Verdict::Remote(j) => Some((j.input, j.output)),
                 Verdict::Local(_) => None,
             };
-            assert_eq!(
-                got,
-                want.map(|(i, o)| (i.to_owned(), o.to_owned())),
-                "{cmd}"
-            );
+            assert_eq!(got, want.map(|(i, o)| (i.to_owned(), o.to_owned())), "{cmd}");
         }
     }
 
@@ -580,10 +562,7 @@ mod tests {
             ("gcc -c a.c -o a.o b.o", "object file among the inputs"),
             ("gcc -o prog main.o util.o", "links"),
             ("gcc -c a.c -qrobnicate", "not in distcc-rs's flag table"),
-            (
-                "gcc -c a.c -print-prog-name=cc1",
-                "not in distcc-rs's flag table",
-            ),
+            ("gcc -c a.c -print-prog-name=cc1", "not in distcc-rs's flag table"),
             ("gcc -c a.c @missing.rsp", "response file"),
             ("clang -c a.c -Xclang -load -Xclang x.so", "load code"),
             ("clang -g -c a.c", "DWARF 5"),

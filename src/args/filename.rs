@@ -12,21 +12,7 @@ pub fn extension(name: &str) -> Option<&str> {
 pub fn is_source(name: &str) -> bool {
     matches!(
         extension(name),
-        Some(
-            "i" | "ii"
-                | "c"
-                | "cc"
-                | "cpp"
-                | "cxx"
-                | "cp"
-                | "c++"
-                | "C"
-                | "m"
-                | "mm"
-                | "mi"
-                | "mii"
-                | "M"
-        )
+        Some("i" | "ii" | "c" | "cc" | "cpp" | "cxx" | "cp" | "c++" | "C" | "m" | "mm" | "mi" | "mii" | "M")
     )
 }
 
@@ -54,17 +40,8 @@ mod tests {
     #[test]
     fn distcc_vectors() {
         // test/testdistcc.py IsSource_Case and ExtractExtension_Case.
-        assert!(
-            is_source("hello.c") && is_source("hello.2.4.4.i") && is_preprocessed("hello.2.4.4.i")
-        );
-        for not in [
-            "hello.foo",
-            "gcc",
-            "boot.s",
-            "boot.S",
-            "hello.h",
-            "dir.c/file",
-        ] {
+        assert!(is_source("hello.c") && is_source("hello.2.4.4.i") && is_preprocessed("hello.2.4.4.i"));
+        for not in ["hello.foo", "gcc", "boot.s", "boot.S", "hello.h", "dir.c/file"] {
             assert!(!is_source(not), "{not}");
         }
         assert_eq!(extension("hello.2.4.4.4.c"), Some("c"));

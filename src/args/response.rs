@@ -218,10 +218,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn os(words: &[&[u8]]) -> Vec<OsString> {
-        words
-            .iter()
-            .map(|w| OsString::from_vec(w.to_vec()))
-            .collect()
+        words.iter().map(|w| OsString::from_vec(w.to_vec())).collect()
     }
 
     #[test]
@@ -231,10 +228,7 @@ mod tests {
             (b"   \n\t\r\x0b\x0c  ", &[]),
             (b"a b  c", &[b"a", b"b", b"c"]),
             (b"  lead and trail \n", &[b"lead", b"and", b"trail"]),
-            (
-                b"a\tb\nc\rd\x0be\x0cf",
-                &[b"a", b"b", b"c", b"d", b"e", b"f"],
-            ),
+            (b"a\tb\nc\rd\x0be\x0cf", &[b"a", b"b", b"c", b"d", b"e", b"f"]),
             (b"-DA\r\n-DB\r\n", &[b"-DA", b"-DB"]),
             (b"'a b' \"c d\"", &[b"a b", b"c d"]),
             (b"-DFOO=\"a b\"", &[b"-DFOO=a b"]),
@@ -279,9 +273,7 @@ mod tests {
                 (PathBuf::from(name), lookup)
             })
             .collect();
-        expand(&os(args), |p| {
-            map.get(p).cloned().unwrap_or(Lookup::Unreadable)
-        })
+        expand(&os(args), |p| map.get(p).cloned().unwrap_or(Lookup::Unreadable))
     }
 
     #[test]
@@ -307,11 +299,7 @@ mod tests {
                 &[b"gcc", b"@missing", b"@", b"@r"],
                 &[b"gcc", b"@missing", b"@", b"x"],
             ),
-            (
-                &[("r", b"@missing")],
-                &[b"gcc", b"@r"],
-                &[b"gcc", b"@missing"],
-            ),
+            (&[("r", b"@missing")], &[b"gcc", b"@r"], &[b"gcc", b"@missing"]),
             (&[("@r", b"x")], &[b"@r", b"@@r"], &[b"@r", b"x"]),
             (&[("a b", b"spaced")], &[b"gcc", b"@r"], &[b"gcc", b"@r"]),
             (
@@ -319,11 +307,7 @@ mod tests {
                 &[b"gcc", b"@r"],
                 &[b"gcc", b"spaced"],
             ),
-            (
-                &[("r", b"x")],
-                &[b"gcc", b"-o", b"@r"],
-                &[b"gcc", b"-o", b"x"],
-            ),
+            (&[("r", b"x")], &[b"gcc", b"-o", b"@r"], &[b"gcc", b"-o", b"x"]),
             (&[("r", b"x")], &[b"gcc", b"-@r"], &[b"gcc", b"-@r"]),
         ];
         for (files, args, want) in cases {
@@ -338,10 +322,7 @@ mod tests {
             Err(ExpandError::Directory { file: "d".into() })
         );
         assert_eq!(
-            expand_mem(
-                &[("d", b"<dir>"), ("r", b"@d")],
-                &[b"gcc", b"@missing", b"@r"]
-            ),
+            expand_mem(&[("d", b"<dir>"), ("r", b"@d")], &[b"gcc", b"@missing", b"@r"]),
             Err(ExpandError::Directory { file: "d".into() })
         );
     }
@@ -354,12 +335,7 @@ mod tests {
                 reads += 1;
                 Lookup::Contents(text.to_vec())
             });
-            assert_eq!(
-                got,
-                Err(ExpandError::TooMany {
-                    file: "self".into()
-                })
-            );
+            assert_eq!(got, Err(ExpandError::TooMany { file: "self".into() }));
             assert_eq!(reads, AT_WORD_LIMIT - 1);
         }
         let two = [("a", &b"@b"[..]), ("b", b"@a")];
@@ -409,10 +385,7 @@ mod tests {
     #[test]
     fn error_messages() {
         let e = ExpandError::TooMany { file: "x".into() };
-        assert_eq!(
-            e.to_string(),
-            "too many @-files encountered (the last was @x)"
-        );
+        assert_eq!(e.to_string(), "too many @-files encountered (the last was @x)");
         let e = ExpandError::Directory { file: "d".into() };
         assert_eq!(e.to_string(), "@-file refers to a directory: d");
     }
@@ -471,10 +444,7 @@ mod tests {
         assert_eq!(read_from_disk(&s.0.join("sub")), Lookup::Directory);
         assert_eq!(read_from_disk(&s.0.join("nope")), Lookup::Unreadable);
         assert_eq!(read_from_disk(Path::new("")), Lookup::Unreadable);
-        assert_eq!(
-            read_from_disk(&s.0.join("empty")),
-            Lookup::Contents(Vec::new())
-        );
+        assert_eq!(read_from_disk(&s.0.join("empty")), Lookup::Contents(Vec::new()));
         assert_eq!(
             read_from_disk(Path::new("/proc/self/cmdline")),
             Lookup::Contents(Vec::new())
@@ -593,10 +563,7 @@ mod tests {
             .map(<[u8]>::to_vec)
             .collect();
         let view = DriverView {
-            switches: if stderr
-                .windows(8)
-                .any(|w| w == b"@-file r" || w == b"too many")
-            {
+            switches: if stderr.windows(8).any(|w| w == b"@-file r" || w == b"too many") {
                 Vec::new()
             } else {
                 parse_collect_options(&stderr)
@@ -658,10 +625,7 @@ mod tests {
     fn oracle_whitespace_and_empty_words() {
         agree(
             &[
-                (
-                    "r",
-                    b"-DA\x0bin1\x0cin2\rin3\tin4\r\n-DB\r\n\"\" '' mid\"\"dle",
-                ),
+                ("r", b"-DA\x0bin1\x0cin2\rin3\tin4\r\n-DB\r\n\"\" '' mid\"\"dle"),
                 ("blank", b" \n\t\r\x0b\x0c "),
                 ("empty", b""),
             ],
@@ -770,9 +734,7 @@ mod tests {
         let argv = os(&[b"gcc", b"@self", b"-c", b"x.c"]);
         assert_eq!(
             expand(&argv, in_dir(&s.0)),
-            Err(ExpandError::TooMany {
-                file: "self".into()
-            })
+            Err(ExpandError::TooMany { file: "self".into() })
         );
         gcc_refuses(&s.0, &argv[1..], "too many @-files encountered");
     }
@@ -801,8 +763,8 @@ mod tests {
             argv.extend(os(&[b"-c", b"x.c"]));
             let ours = expand(&argv, in_dir(&s.0));
             let (theirs, stderr) = run_gcc(&s.0, &argv[1..]);
-            let gcc_refused = String::from_utf8_lossy(&stderr)
-                .contains("gcc: error: too many @-files encountered");
+            let gcc_refused =
+                String::from_utf8_lossy(&stderr).contains("gcc: error: too many @-files encountered");
             match ours {
                 Ok(ours) => {
                     assert!(!gcc_refused, "{files} files, {literal} literal");

@@ -79,11 +79,7 @@ pub fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
 
 /// Checks `argv` and rewrites it to compile into `output`; the input becomes
 /// `input(client's input name)`.
-pub fn rewrite(
-    argv: &[String],
-    input: impl Fn(&str) -> String,
-    output: &str,
-) -> Result<ServerJob, Refusal> {
+pub fn rewrite(argv: &[String], input: impl Fn(&str) -> String, output: &str) -> Result<ServerJob, Refusal> {
     let Some((compiler, words)) = argv.split_first() else {
         return refuse("empty command line");
     };
@@ -188,8 +184,7 @@ pub fn rewrite(
     let Some(input_name) = input_name else {
         return refuse("no source file in the command line");
     };
-    let Some(input_ext) = filename::preprocessed_extension(&input_name).filter(|e| *e != "s")
-    else {
+    let Some(input_ext) = filename::preprocessed_extension(&input_name).filter(|e| *e != "s") else {
         return refuse(format!("'{input_name}' has no preprocessed form"));
     };
     if !output_seen {
@@ -329,10 +324,7 @@ mod tests {
                 "x86_64-linux-gnu-gcc -c IN.i -o OUT.o",
             ),
             ("gcc -c x.i -o x.o", "gcc -c IN.i -o OUT.o"),
-            (
-                "gcc -o /tmp/hello.o -c ../src/hello.c",
-                "gcc -o OUT.o -c IN.i",
-            ),
+            ("gcc -o /tmp/hello.o -c ../src/hello.c", "gcc -o OUT.o -c IN.i"),
             ("gcc -ohello.o -c hello.c", "gcc -o OUT.o -c IN.i"),
             ("gcc -c hello.c", "gcc -c IN.i -o OUT.o"),
             ("gcc -S hello.c -o hello.s", "gcc -S IN.i -o OUT.o"),
@@ -340,10 +332,7 @@ mod tests {
                 "g++ -O2 -g -Wall -std=c++17 -fPIC -pthread -c a.cc -o a.o",
                 "g++ -O2 -g -Wall -std=c++17 -fPIC -pthread -c IN.i -o OUT.o",
             ),
-            (
-                "gcc -x c -c a.c -o a.o",
-                "gcc -x cpp-output -c IN.i -o OUT.o",
-            ),
+            ("gcc -x c -c a.c -o a.o", "gcc -x cpp-output -c IN.i -o OUT.o"),
             (
                 "gcc -xc++ -c a.cc -o a.o",
                 "gcc -x c++-cpp-output -c IN.i -o OUT.o",
@@ -376,16 +365,8 @@ mod tests {
         for (cmd, want) in cases {
             assert_eq!(run(cmd), Ok(want.to_owned()), "{cmd}");
         }
-        let job = rewrite(
-            &words("g++ -c dir/a.cpp -o a.o"),
-            |w| format!("<{w}>"),
-            "OUT",
-        )
-        .unwrap();
-        assert_eq!(
-            (job.input_name.as_str(), job.input_ext),
-            ("dir/a.cpp", "ii")
-        );
+        let job = rewrite(&words("g++ -c dir/a.cpp -o a.o"), |w| format!("<{w}>"), "OUT").unwrap();
+        assert_eq!((job.input_name.as_str(), job.input_ext), ("dir/a.cpp", "ii"));
         assert_eq!(job.argv[2], "<dir/a.cpp>");
     }
 

@@ -100,8 +100,7 @@ const RUNS_CODE: &str = "it makes the compiler load or run a program chosen by t
 const READS_FILE: &str = "it makes the compiler read a file on the server chosen by the client";
 const WRITES_FILE: &str = "it makes the compiler write a file at a path chosen by the client";
 const PREPROCESS: &str = "preprocessing and dependency output happen on the client, not the server";
-const PROFILE: &str =
-    "profiling reads and writes data files at the client's paths; it must run locally";
+const PROFILE: &str = "profiling reads and writes data files at the client's paths; it must run locally";
 const NATIVE: &str = "'native' would mean the server's CPU, not the client's";
 const DUMPS: &str = "dump files are written where the compiler runs";
 const SPLIT_DWARF: &str = "split DWARF writes a second output file that distcc cannot return";
@@ -116,12 +115,7 @@ pub static FLAGS: &[Flag] = &[
     f("--target=", Prefix, Both, Keep),
     f("-B", JoinedOrSeparate, Local(RUNS_CODE), Refuse(RUNS_CODE)),
     f("-D", JoinedOrSeparate, CppOnly, Keep),
-    f(
-        "-E",
-        Exact,
-        Local("-E only preprocesses"),
-        Refuse(PREPROCESS),
-    ),
+    f("-E", Exact, Local("-E only preprocesses"), Refuse(PREPROCESS)),
     f("-I", JoinedOrSeparate, CppOnly, Keep),
     f("-L", JoinedOrSeparate, CppOnly, Keep),
     f(
@@ -150,31 +144,11 @@ pub static FLAGS: &[Flag] = &[
     f("-Xpreprocessor", Separate, CppOnly, Refuse(PREPROCESS)),
     f("-ansi", Exact, Both, Keep),
     f("-arch", Separate, Both, Keep),
-    f(
-        "-aux-info",
-        Separate,
-        Local(WRITES_FILE),
-        Refuse(WRITES_FILE),
-    ),
+    f("-aux-info", Separate, Local(WRITES_FILE), Refuse(WRITES_FILE)),
     f("-c", Exact, CompileMode, Compile),
-    f(
-        "-dumpbase",
-        Separate,
-        Local(WRITES_FILE),
-        Refuse(WRITES_FILE),
-    ),
-    f(
-        "-dumpbase-ext",
-        Separate,
-        Local(WRITES_FILE),
-        Refuse(WRITES_FILE),
-    ),
-    f(
-        "-dumpdir",
-        Separate,
-        Local(WRITES_FILE),
-        Refuse(WRITES_FILE),
-    ),
+    f("-dumpbase", Separate, Local(WRITES_FILE), Refuse(WRITES_FILE)),
+    f("-dumpbase-ext", Separate, Local(WRITES_FILE), Refuse(WRITES_FILE)),
+    f("-dumpdir", Separate, Local(WRITES_FILE), Refuse(WRITES_FILE)),
     f("-f", Prefix, Checked, KeepNoPaths),
     f("-fauto-profile", Prefix, Local(PROFILE), Refuse(PROFILE)),
     f(
@@ -200,12 +174,7 @@ pub static FLAGS: &[Flag] = &[
     ),
     f("-ftest-coverage", Exact, Local(PROFILE), Refuse(PROFILE)),
     f("-g", Prefix, Both, Keep),
-    f(
-        "-gsplit-dwarf",
-        Prefix,
-        Local(SPLIT_DWARF),
-        Refuse(SPLIT_DWARF),
-    ),
+    f("-gsplit-dwarf", Prefix, Local(SPLIT_DWARF), Refuse(SPLIT_DWARF)),
     f("-idirafter", JoinedOrSeparate, CppOnly, Keep),
     f("-imacros", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
     f("-imultilib", Separate, CppOnly, Keep),
@@ -234,12 +203,7 @@ pub static FLAGS: &[Flag] = &[
     f("-pipe", Exact, Both, Keep),
     f("-pthread", Exact, Both, Keep),
     f("-rdynamic", Exact, Both, Keep),
-    f(
-        "-save-temps",
-        Prefix,
-        Local(WRITES_FILE),
-        Refuse(WRITES_FILE),
-    ),
+    f("-save-temps", Prefix, Local(WRITES_FILE), Refuse(WRITES_FILE)),
     f("-shared", Exact, Both, Keep),
     f("-specs", Prefix, Local(RUNS_CODE), Refuse(RUNS_CODE)),
     f("-static", Exact, Both, Keep),

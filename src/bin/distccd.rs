@@ -82,8 +82,7 @@ fn stdin_is_socket() -> bool {
 
 fn run(opts: Options) -> Result<(), Fatal> {
     // Everything that needs root, or a single thread, happens before the runtime.
-    let activated =
-        systemd::take_listeners().map_err(|e| Fatal(exitcode::BIND_FAILED, anyhow!(e)))?;
+    let activated = systemd::take_listeners().map_err(|e| Fatal(exitcode::BIND_FAILED, anyhow!(e)))?;
     let inetd = match opts.mode {
         Mode::Inetd => true,
         Mode::Daemon => false,
@@ -120,15 +119,12 @@ fn run(opts: Options) -> Result<(), Fatal> {
     } else {
         opts.log_level
     };
-    let logging_to =
-        process::init_logging(level, target).map_err(fatal(exitcode::BAD_ARGUMENTS))?;
+    let logging_to = process::init_logging(level, target).map_err(fatal(exitcode::BAD_ARGUMENTS))?;
     if !inetd && !opts.no_detach && !under_systemd {
         process::detach().map_err(fatal(exitcode::DISTCC_FAILED))?;
     }
-    let user =
-        process::lookup_user(opts.user.as_deref()).map_err(fatal(exitcode::SETUID_FAILED))?;
-    process::confine(opts.chroot.as_deref(), user.as_ref())
-        .map_err(fatal(exitcode::SETUID_FAILED))?;
+    let user = process::lookup_user(opts.user.as_deref()).map_err(fatal(exitcode::SETUID_FAILED))?;
+    process::confine(opts.chroot.as_deref(), user.as_ref()).map_err(fatal(exitcode::SETUID_FAILED))?;
     // As distcc does: written by the serving user, so that it can remove it.
     if let Some(p) = &opts.pid_file {
         process::write_pid_file(p).map_err(fatal(exitcode::IO_ERROR))?;
@@ -162,10 +158,8 @@ fn run(opts: Options) -> Result<(), Fatal> {
                     "bound"
                 },
                 opts.jobs,
-                user.as_ref().map_or_else(
-                    || nix::unistd::Uid::effective().to_string(),
-                    |u| u.name.clone()
-                ),
+                user.as_ref()
+                    .map_or_else(|| nix::unistd::Uid::effective().to_string(), |u| u.name.clone()),
             );
         }
         let status = tokio::spawn(report_status(server.clone(), notifier.clone()));
@@ -287,10 +281,7 @@ fn bind(opts: &Options) -> anyhow::Result<Vec<std::net::TcpListener>> {
     let addrs: Vec<std::net::IpAddr> = match opts.listen {
         Some(a) => vec![a],
         // [::] also takes IPv4 (as v4-mapped) unless the host disabled that.
-        None => vec![
-            "::".parse().expect("valid"),
-            "0.0.0.0".parse().expect("valid"),
-        ],
+        None => vec!["::".parse().expect("valid"), "0.0.0.0".parse().expect("valid")],
     };
     let mut last = None;
     for ip in addrs {
@@ -304,10 +295,8 @@ fn bind(opts: &Options) -> anyhow::Result<Vec<std::net::TcpListener>> {
 
 async fn shutdown_signal(lifetime: Option<Duration>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers");
         return std::future::pending().await;
     };
@@ -342,10 +331,10 @@ async fn serve_stdio(server: std::sync::Arc<Server>) -> anyhow::Result<()> {
         return Ok(());
     }
     let output: OwnedFd = std::io::stdout().as_fd().try_clone_to_owned()?;
-    let r = tokio::net::unix::pipe::Receiver::from_owned_fd(input)
-        .context("stdin must be a socket or a pipe")?;
-    let w = tokio::net::unix::pipe::Sender::from_owned_fd(output)
-        .context("stdout must be a socket or a pipe")?;
+    let r =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(input).context("stdin must be a socket or a pipe")?;
+    let w =
+        tokio::net::unix::pipe::Sender::from_owned_fd(output).context("stdout must be a socket or a pipe")?;
     daemon::job::handle(server, Peer::Local, r, w).await;
     Ok(())
 }

@@ -161,9 +161,7 @@ impl HostsError {
     fn new(text: &str, offset: usize, token: &str, message: String) -> Self {
         let is_break = |c: char| c == '\n' || c == '\r';
         let start = text[..offset].rfind(is_break).map_or(0, |i| i + 1);
-        let end = text[offset..]
-            .find(is_break)
-            .map_or(text.len(), |i| offset + i);
+        let end = text[offset..].find(is_break).map_or(text.len(), |i| offset + i);
         HostsError {
             token: token.to_string(),
             offset,
@@ -234,8 +232,7 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
 pub fn parse(text: &str) -> Result<HostList, HostsError> {
     let mut list = HostList::default();
     for (offset, token) in tokens(text) {
-        let item =
-            parse_token(token).map_err(|message| HostsError::new(text, offset, token, message))?;
+        let item = parse_token(token).map_err(|message| HostsError::new(text, offset, token, message))?;
         match item {
             Item::Randomize => list.randomize = true,
             Item::LocalSlots(n) => list.localslots = n,
@@ -248,9 +245,7 @@ pub fn parse(text: &str) -> Result<HostList, HostsError> {
 
 /// What `distcc -j` prints.
 pub fn total_slots(list: &HostList) -> u32 {
-    list.hosts
-        .iter()
-        .fold(0u32, |sum, h| sum.saturating_add(h.limit))
+    list.hosts.iter().fold(0u32, |sum, h| sum.saturating_add(h.limit))
 }
 
 /// Tokens with their byte offsets. `#` ends a token too, so
@@ -335,9 +330,7 @@ fn parse_global(token: &str) -> Result<Item, Msg> {
     } else if token.starts_with("--localslots") {
         ("--localslots", Item::LocalSlots)
     } else {
-        return Err(
-            "unknown option (known: --randomize, --localslots=N, --localslots_cpp=N)".into(),
-        );
+        return Err("unknown option (known: --randomize, --localslots=N, --localslots_cpp=N)".into());
     };
     let value = &token[name.len()..];
     if value.is_empty() {
@@ -369,9 +362,7 @@ fn take_limit<'a>(s: &'a str, next: Option<&str>) -> Result<(Option<u32>, &'a st
             format!("limit '{shown}' is not a number")
         });
     }
-    let n: u32 = num
-        .parse()
-        .map_err(|_| format!("limit '{num}' is too large"))?;
+    let n: u32 = num.parse().map_err(|_| format!("limit '{num}' is too large"))?;
     if n == 0 {
         return Err("limit must be at least 1".into());
     }
@@ -385,10 +376,7 @@ fn take_limit<'a>(s: &'a str, next: Option<&str>) -> Result<(Option<u32>, &'a st
 
 /// `(head, rest)` where `rest` starts at the first byte of `stops`.
 fn split_at_any<'a>(s: &'a str, stops: &[u8]) -> (&'a str, &'a str) {
-    let at = s
-        .bytes()
-        .position(|b| stops.contains(&b))
-        .unwrap_or(s.len());
+    let at = s.bytes().position(|b| stops.contains(&b)).unwrap_or(s.len());
     s.split_at(at)
 }
 
@@ -432,9 +420,7 @@ fn is_ipv6(s: &str) -> bool {
 fn reject_bare_ipv6(s: &str) -> Result<(), Msg> {
     let head = split_at_any(s, b"/=,").0;
     if is_ipv6(head) {
-        return Err(format!(
-            "write IPv6 addresses in brackets, as in '[{head}]'"
-        ));
+        return Err(format!("write IPv6 addresses in brackets, as in '[{head}]'"));
     }
     Ok(())
 }
@@ -525,9 +511,7 @@ fn parse_options(s: &str) -> Result<Options, Msg> {
             "down" => opts.down = true,
             "" => return Err("empty option (stray ',')".into()),
             _ if opt == "auth" || opt.starts_with("auth=") => {
-                return Err(format!(
-                    "',{opt}' (GSS-API authentication) is not supported"
-                ));
+                return Err(format!("',{opt}' (GSS-API authentication) is not supported"));
             }
             _ => {
                 return Err(format!("unknown option ',{opt}' (known: ,lzo ,cpp ,down)"));
@@ -588,9 +572,7 @@ pub enum HostsSource {
 impl HostsSource {
     pub fn text(&self) -> Option<&str> {
         match self {
-            HostsSource::Env(t) | HostsSource::UserFile(_, t) | HostsSource::SystemFile(_, t) => {
-                Some(t)
-            }
+            HostsSource::Env(t) | HostsSource::UserFile(_, t) | HostsSource::SystemFile(_, t) => Some(t),
             HostsSource::None => None,
         }
     }
@@ -628,11 +610,7 @@ pub fn choose_source(
 /// `system_file` normally [`SYSTEM_HOSTS_FILE`]. Files are read only when
 /// needed, and an unreadable file is skipped like a missing one, as
 /// distcc's `access(R_OK)` check does.
-pub fn load_source(
-    env_hosts: Option<&str>,
-    user_file: Option<&Path>,
-    system_file: &Path,
-) -> HostsSource {
+pub fn load_source(env_hosts: Option<&str>, user_file: Option<&Path>, system_file: &Path) -> HostsSource {
     let read = |p: &Path| {
         std::fs::read(p)
             .ok()
@@ -642,11 +620,7 @@ pub fn load_source(
         return choose_source(env_hosts, None, None);
     }
     let user = user_file.and_then(read);
-    let system = if user.is_none() {
-        read(system_file)
-    } else {
-        None
-    };
+    let system = if user.is_none() { read(system_file) } else { None };
     choose_source(None, user, system)
 }
 
@@ -656,8 +630,7 @@ mod tests {
 
     #[test]
     fn ports_mapped_for_a_chroot_instance() {
-        let list =
-            parse("localhost/2 red/5 blue:3632,lzo [fd00::1]/3 @ssh-host --randomize").unwrap();
+        let list = parse("localhost/2 red/5 blue:3632,lzo [fd00::1]/3 @ssh-host --randomize").unwrap();
         assert_eq!(
             with_port(&list, 3692),
             "--randomize localhost/2 red:3692/5 blue:3692/4,lzo [fd00::1]:3692/3 @ssh-host"
@@ -725,11 +698,7 @@ mod tests {
                 l,
                 "@angry:/usr/sbin/distccd,lzo",
             ),
-            (
-                tcp("localhostbutnotreally", 3632, 4),
-                n,
-                "localhostbutnotreally",
-            ),
+            (tcp("localhostbutnotreally", 3632, 4), n, "localhostbutnotreally"),
         ];
         let list = parse(text).unwrap();
         assert_eq!(list.hosts.len(), 16);
@@ -814,15 +783,7 @@ mod tests {
         let specs: Vec<_> = list.hosts.iter().map(|h| h.spec.as_str()).collect();
         assert_eq!(
             specs,
-            [
-                "red",
-                "green",
-                "blue",
-                "white",
-                "@angry,lzo",
-                "yellow",
-                "pink"
-            ]
+            ["red", "green", "blue", "white", "@angry,lzo", "yellow", "pink"]
         );
         assert!(list.hosts[4].lzo);
     }
@@ -854,11 +815,7 @@ mod tests {
             (":4200", ":4200", "hostname is required"),
             ("@", "@", "hostname after '@' is required"),
             ("mbp@", "mbp@", "hostname after '@' is required"),
-            (
-                "mbp@:/bin/distccd",
-                "mbp@:/bin/distccd",
-                "hostname after '@'",
-            ),
+            ("mbp@:/bin/distccd", "mbp@:/bin/distccd", "hostname after '@'"),
             ("/4", "/4", "hostname is required"),
             ("angry::", "angry::", "invalid port ':'"),
             ("angry:", "angry:", "missing port"),
@@ -870,11 +827,7 @@ mod tests {
             ("fe80::1%eth0:4000", "fe80::1%eth0:4000", "in brackets"),
             ("@fe80::1", "@fe80::1", "'[fe80::1]'"),
             ("::1/2", "::1/2", "in brackets"),
-            (
-                "2001:db8::1:3632,lzo",
-                "2001:db8::1:3632,lzo",
-                "in brackets",
-            ),
+            ("2001:db8::1:3632,lzo", "2001:db8::1:3632,lzo", "in brackets"),
             ("angry/0", "angry/0", "at least 1"),
             ("angry/", "angry/", "missing limit after '/'"),
             ("angry/x", "angry/x", "limit 'x' is not a number"),
@@ -909,16 +862,8 @@ mod tests {
             ("[]", "[]", "is not an IPv6 address"),
             ("[1.2.3.4]:80", "[1.2.3.4]:80", "is not an IPv6 address"),
             ("[::1]x", "[::1]x", "unexpected 'x' after ']'"),
-            (
-                "-oProxyCommand=x",
-                "-oProxyCommand=x",
-                "may not start with '-'",
-            ),
-            (
-                "@-oProxyCommand=x",
-                "@-oProxyCommand=x",
-                "may not start with '-'",
-            ),
+            ("-oProxyCommand=x", "-oProxyCommand=x", "may not start with '-'"),
+            ("@-oProxyCommand=x", "@-oProxyCommand=x", "may not start with '-'"),
             ("--randomise", "--randomise", "unknown option"),
             ("--randomizeX", "--randomizeX", "unknown option"),
             (
@@ -991,11 +936,7 @@ mod tests {
         let cases = [
             ("localhost/3", "cpu_localhost_2", "backoff_localhost_0"),
             ("red", "cpu_tcp_red_3632_2", "backoff_tcp_red_3632_0"),
-            (
-                "red:4000/9,lzo",
-                "cpu_tcp_red_4000_2",
-                "backoff_tcp_red_4000_0",
-            ),
+            ("red:4000/9,lzo", "cpu_tcp_red_4000_2", "backoff_tcp_red_4000_0"),
             ("[::1]:4000", "cpu_tcp_::1_4000_2", "backoff_tcp_::1_4000_0"),
             ("me@red:/bin/distccd", "cpu_ssh_red_2", "backoff_ssh_red_0"),
         ];
@@ -1010,10 +951,7 @@ mod tests {
     #[test]
     fn total_slots_is_the_sum_of_limits() {
         // man distcc: `distcc -j` for this list prints 17.
-        assert_eq!(
-            total_slots(&parse("localhost red/7 @blue green").unwrap()),
-            17
-        );
+        assert_eq!(total_slots(&parse("localhost red/7 @blue green").unwrap()), 17);
         // --localslots does not count towards -j.
         assert_eq!(total_slots(&parse("--localslots=9 a/1 b/2").unwrap()), 3);
     }

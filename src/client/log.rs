@@ -16,19 +16,17 @@ struct Sink {
 static SINK: OnceLock<Sink> = OnceLock::new();
 
 pub fn init(verbose: bool, file: Option<&Path>) {
-    let file = file.and_then(
-        |p| match OpenOptions::new().create(true).append(true).open(p) {
-            Ok(f) => Some(Mutex::new(f)),
-            Err(e) => {
-                eprintln!(
-                    "distcc[{}] failed to open logfile {}: {e}",
-                    std::process::id(),
-                    p.display()
-                );
-                None
-            }
-        },
-    );
+    let file = file.and_then(|p| match OpenOptions::new().create(true).append(true).open(p) {
+        Ok(f) => Some(Mutex::new(f)),
+        Err(e) => {
+            eprintln!(
+                "distcc[{}] failed to open logfile {}: {e}",
+                std::process::id(),
+                p.display()
+            );
+            None
+        }
+    });
     let _ = SINK.set(Sink { verbose, file });
 }
 

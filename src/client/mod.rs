@@ -244,10 +244,7 @@ impl Client {
         }
         self.child_env = vec![
             ("PATH".into(), self.path.clone()),
-            (
-                "_DISTCC_SAFEGUARD".into(),
-                (self.s.safeguard + 1).to_string(),
-            ),
+            ("_DISTCC_SAFEGUARD".into(), (self.s.safeguard + 1).to_string()),
         ];
         let Some(compiler) = self.find_compiler(&name) else {
             log::error(&format!(
@@ -344,11 +341,7 @@ impl Client {
         } else {
             0
         };
-        let _slot = if take_slot {
-            self.local_slot(slots)
-        } else {
-            None
-        };
+        let _slot = if take_slot { self.local_slot(slots) } else { None };
         self.spawn_local(compiler, original)
     }
 
@@ -383,9 +376,7 @@ impl Client {
             if source == "no hostlist" {
                 log::warn("no hostlist is set; can't distribute work");
             } else {
-                log::warn(&format!(
-                    "{source} contained no hosts; can't distribute work"
-                ));
+                log::warn(&format!("{source} contained no hosts; can't distribute work"));
             }
             if !self.s.fallback {
                 log::error("failed to distribute and fallbacks are disabled");
@@ -426,9 +417,10 @@ impl Client {
                 .filter(|i| {
                     let h = &list.hosts[*i];
                     let off = !h.is_local()
-                        && self.locks.as_ref().is_some_and(|l| {
-                            lock::backed_off(l.backoff_mark(h), now, self.s.backoff)
-                        });
+                        && self
+                            .locks
+                            .as_ref()
+                            .is_some_and(|l| lock::backed_off(l.backoff_mark(h), now, self.s.backoff));
                     if off {
                         log::info(&format!(
                             "skipping {}: it failed less than {}s ago",
@@ -590,14 +582,7 @@ impl Client {
     }
 
     /// A reply from a server: write what it produced, or rerun here.
-    fn finish(
-        &self,
-        compiler: &Path,
-        original: &[OsString],
-        job: &Job,
-        host: &HostSpec,
-        reply: Reply,
-    ) -> u8 {
+    fn finish(&self, compiler: &Path, original: &[OsString], job: &Job, host: &HostSpec, reply: Reply) -> u8 {
         let code = exit_code(std::process::ExitStatus::from_raw(reply.status as i32));
         if reply.status == 0 {
             if let Err(e) = write_atomically(Path::new(&job.output), &reply.object) {
@@ -627,13 +612,7 @@ impl Client {
         self.run_local(compiler, original, true)
     }
 
-    fn give_up(
-        &self,
-        compiler: &Path,
-        original: &[OsString],
-        job: &Job,
-        failed_host: Option<String>,
-    ) -> u8 {
+    fn give_up(&self, compiler: &Path, original: &[OsString], job: &Job, failed_host: Option<String>) -> u8 {
         if !self.s.fallback {
             log::error("failed to distribute and fallbacks are disabled");
             return exitcode::NO_HOSTS;
@@ -684,14 +663,9 @@ fn exit_code(st: std::process::ExitStatus) -> u8 {
 /// `<triple>-gcc` when that exists here, so a server of another default
 /// target still builds for ours; clang gets an explicit `-target`.
 fn rewrite_cross(server_argv: &mut Vec<String>, path: &str) {
-    let name = server_argv[0]
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let name = server_argv[0].rsplit('/').next().unwrap_or_default().to_owned();
     let arch = std::env::consts::ARCH;
-    let gnu =
-        name == "gcc" || name == "g++" || name.starts_with("gcc-") || name.starts_with("g++-");
+    let gnu = name == "gcc" || name == "g++" || name.starts_with("gcc-") || name.starts_with("g++-");
     if gnu {
         for triple in [format!("{arch}-linux-gnu"), format!("{arch}-pc-linux-gnu")] {
             let candidate = format!("{triple}-{name}");
@@ -704,10 +678,8 @@ fn rewrite_cross(server_argv: &mut Vec<String>, path: &str) {
             }
         }
     }
-    let clang = name == "clang"
-        || name == "clang++"
-        || name.starts_with("clang-")
-        || name.starts_with("clang++-");
+    let clang =
+        name == "clang" || name == "clang++" || name.starts_with("clang-") || name.starts_with("clang++-");
     let has_target = server_argv
         .iter()
         .any(|w| w == "-target" || w.starts_with("--target="));
@@ -756,10 +728,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::process::id()
     ));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         drop(f);
         fs::rename(&tmp, path)

@@ -106,11 +106,7 @@ mod tests {
             ("distcc", "x.c -c", compile("cc x.c -c", false)),
             ("distcc", "x.o -o x", compile("cc x.o -o x", false)),
             ("i686-distcc", "gcc -c x.c", compile("gcc -c x.c", false)),
-            (
-                "/usr/lib/distcc/bin/gcc",
-                "-c x.c",
-                compile("gcc -c x.c", true),
-            ),
+            ("/usr/lib/distcc/bin/gcc", "-c x.c", compile("gcc -c x.c", true)),
             (
                 "x86_64-pc-linux-gnu-g++",
                 "-c x.cc",

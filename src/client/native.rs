@@ -45,30 +45,18 @@ pub fn resolve(compiler: &Path, job: &mut Job, env: &[(String, String)]) -> Resu
         .unwrap_or_default();
     if name.contains("clang") {
         return Err(
-            "-march=native: only gcc's answer for this CPU is resolved; clang compiles it here"
-                .into(),
+            "-march=native: only gcc's answer for this CPU is resolved; clang compiles it here".into(),
         );
     }
     // gcc records its flags in the debug info in the order cc1 got them;
     // flags given to the driver are reordered, so only a local compile
     // reproduces the record.
-    let debug = job
-        .server_argv
-        .iter()
-        .any(|w| w.starts_with("-g") && w != "-g0");
-    let unrecorded = job
-        .server_argv
-        .iter()
-        .any(|w| w == "-gno-record-gcc-switches");
+    let debug = job.server_argv.iter().any(|w| w.starts_with("-g") && w != "-g0");
+    let unrecorded = job.server_argv.iter().any(|w| w == "-gno-record-gcc-switches");
     if debug && !unrecorded {
         return Err("-march=native with -g: the debug info records gcc's flags in an order only a local compile reproduces".into());
     }
-    let natives: Vec<String> = job
-        .server_argv
-        .iter()
-        .filter(|w| is_native(w))
-        .cloned()
-        .collect();
+    let natives: Vec<String> = job.server_argv.iter().filter(|w| is_native(w)).cloned().collect();
     let out = Command::new(compiler)
         .args(&natives)
         .args(["-E", "-v", "-x", "c", "/dev/null", "-o", "/dev/null"])

@@ -40,10 +40,8 @@ pub fn connect(
                 match TcpStream::connect_timeout(&addr, connect_timeout) {
                     Ok(s) => {
                         let _ = s.set_nodelay(true);
-                        s.set_read_timeout(Some(io_timeout))
-                            .map_err(|e| e.to_string())?;
-                        s.set_write_timeout(Some(io_timeout))
-                            .map_err(|e| e.to_string())?;
+                        s.set_read_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
+                        s.set_write_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
                         let r = s.try_clone().map_err(|e| e.to_string())?;
                         return Ok(Conn {
                             reader: Box::new(r),

@@ -87,22 +87,13 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String
         pause,
         skip_local_retry: get("DISTCC_SKIP_LOCAL_RETRY").is_some(),
         verbose: boolean(get("DISTCC_VERBOSE"), false),
-        log_file: get("DISTCC_LOG")
-            .filter(|l| !l.is_empty())
-            .map(PathBuf::from),
+        log_file: get("DISTCC_LOG").filter(|l| !l.is_empty()).map(PathBuf::from),
         rewrite_cross: get("DISTCC_NO_REWRITE_CROSS").is_none(),
         ssh: get("DISTCC_SSH")
             .filter(|s| !s.trim().is_empty())
-            .map(|s| {
-                s.split(' ')
-                    .filter(|w| !w.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|s| s.split(' ').filter(|w| !w.is_empty()).map(String::from).collect())
             .unwrap_or_else(|| vec!["ssh".into()]),
-        safeguard: get("_DISTCC_SAFEGUARD")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
+        safeguard: get("_DISTCC_SAFEGUARD").and_then(|s| s.parse().ok()).unwrap_or(0),
         tmpdir: get("TMPDIR")
             .filter(|t| !t.is_empty())
             .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
@@ -160,11 +151,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.distcc_dir.as_deref(), Some(std::path::Path::new("/d")));
         assert!(
-            !s.distcc_dir_is_default
-                && !s.fallback
-                && s.verbose
-                && s.skip_local_retry
-                && !s.rewrite_cross
+            !s.distcc_dir_is_default && !s.fallback && s.verbose && s.skip_local_retry && !s.rewrite_cross
         );
         assert_eq!(s.hosts.as_deref(), Some(""));
         assert_eq!(

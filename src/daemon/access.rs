@@ -27,8 +27,7 @@ pub fn parse_rule(s: &str) -> Result<IpNet, String> {
             let bits: u8 = bits
                 .parse()
                 .map_err(|_| format!("'{s}': '{bits}' is not a prefix length"))?;
-            IpNet::new(addr, bits)
-                .map_err(|_| format!("'{s}': prefix length {bits} is too long"))?
+            IpNet::new(addr, bits).map_err(|_| format!("'{s}': prefix length {bits} is too long"))?
         }
         None => IpNet::from(
             s.parse::<IpAddr>()
@@ -75,11 +74,7 @@ mod tests {
         ];
         for (rule, client, want) in cases {
             let r = parse_rule(rule).unwrap();
-            assert_eq!(
-                allowed(&[r], client.parse().unwrap()),
-                want,
-                "{rule} vs {client}"
-            );
+            assert_eq!(allowed(&[r], client.parse().unwrap()), want, "{rule} vs {client}");
         }
         for bad in [
             "1.2.3.4/40",

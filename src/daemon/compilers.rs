@@ -76,9 +76,7 @@ impl Policy {
                 let want = tail(argv0, *words);
                 match lines.iter().find(|l| tail(l, *words) == want) {
                     Some(line) => Ok(PathBuf::from(line)),
-                    None => Err(Refusal(format!(
-                        "compiler '{argv0}' is not in DISTCC_CMDLIST"
-                    ))),
+                    None => Err(Refusal(format!("compiler '{argv0}' is not in DISTCC_CMDLIST"))),
                 }
             }
             Policy::Dir(dir) => {

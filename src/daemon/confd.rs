@@ -68,10 +68,7 @@ mod tests {
     #[test]
     fn arch_wiki_examples() {
         let cases: &[(&str, &[&str])] = &[
-            (
-                "DISTCC_ARGS=\"--allow 127.0.0.1\"\n",
-                &["--allow", "127.0.0.1"],
-            ),
+            ("DISTCC_ARGS=\"--allow 127.0.0.1\"\n", &["--allow", "127.0.0.1"]),
             (
                 "# comment\nDISTCC_ARGS=\"--allow 192.168.0.0/24 --log-level error --log-file /tmp/distccd.log\"\n",
                 &[
@@ -108,10 +105,7 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         for (text, want) in [
-            (
-                "A=1\nDISTCC_ARGS=\"--allow 1.2.3.4\n",
-                "line 2: unterminated \"",
-            ),
+            ("A=1\nDISTCC_ARGS=\"--allow 1.2.3.4\n", "line 2: unterminated \""),
             ("garbage\n", "line 1: expected KEY=VALUE"),
             ("DISTCC_ARGS=\"a\" b", "line 1: text after the closing"),
             ("DISTCC_ARGS=\"--log-file 'a b\"", "DISTCC_ARGS"),

@@ -179,6 +179,7 @@ where
                 "COMPILE_ERROR"
             };
             tracing::info!(
+                peer = %peer, result, compiler = %compiler, input = %input, exit, time_ms = ms as u64,
                 "client: {peer} {result} exit:{exit} sig:{sig} core:{core} ret:{exit} time:{ms}ms {compiler} {input}"
             );
             if *status == 0 {
@@ -188,15 +189,24 @@ where
             }
         }
         Outcome::Refused(why) => {
-            tracing::warn!("client: {peer} REFUSED time:{ms}ms: {why}");
+            tracing::warn!(
+                peer = %peer, result = "REFUSED", reason = %why, time_ms = ms as u64,
+                "client: {peer} REFUSED time:{ms}ms: {why}"
+            );
             &server.stats.refused
         }
         Outcome::BadRequest(why) => {
-            tracing::warn!("client: {peer} REJ_BAD_REQ time:{ms}ms: {why}");
+            tracing::warn!(
+                peer = %peer, result = "REJ_BAD_REQ", reason = %why, time_ms = ms as u64,
+                "client: {peer} REJ_BAD_REQ time:{ms}ms: {why}"
+            );
             &server.stats.bad_request
         }
         Outcome::Timeout(why) => {
-            tracing::warn!("client: {peer} COMPILE_TIMEOUT time:{ms}ms: {why}");
+            tracing::warn!(
+                peer = %peer, result = "COMPILE_TIMEOUT", reason = %why, time_ms = ms as u64,
+                "client: {peer} COMPILE_TIMEOUT time:{ms}ms: {why}"
+            );
             &server.stats.timeout
         }
         Outcome::Probe => {
@@ -204,7 +214,10 @@ where
             return;
         }
         Outcome::Disconnected(why) => {
-            tracing::warn!("client: {peer} CLI_DISCONN time:{ms}ms: {why}");
+            tracing::warn!(
+                peer = %peer, result = "CLI_DISCONN", reason = %why, time_ms = ms as u64,
+                "client: {peer} CLI_DISCONN time:{ms}ms: {why}"
+            );
             &server.stats.disconnected
         }
     };
@@ -218,11 +231,7 @@ where
     .await;
 }
 
-async fn send<W: AsyncWrite + Unpin>(
-    server: &Server,
-    writer: &mut W,
-    reply: &Reply,
-) -> Result<(), String> {
+async fn send<W: AsyncWrite + Unpin>(server: &Server, writer: &mut W, reply: &Reply) -> Result<(), String> {
     let bytes = reply.encode();
     match tokio::time::timeout(server.config.io_timeout, writer.write_all(&bytes)).await {
         Ok(Ok(())) => writer
@@ -270,40 +279,30 @@ where
             addr.ip().to_canonical()
         );
         let mut h = [0u8; crate::protocol::HEADER_LEN];
-        let version =
-            match tokio::time::timeout(Duration::from_secs(5), reader.read_exact(&mut h)).await {
-                Ok(Ok(_)) => dec.header(&h).ok().and(dec.version()),
-                _ => None,
-            };
+        let version = match tokio::time::timeout(Duration::from_secs(5), reader.read_exact(&mut h)).await {
+            Ok(Ok(_)) => dec.header(&h).ok().and(dec.version()),
+            _ => None,
+        };
         return refuse(server, writer, version, exitcode::ACCESS_DENIED, why).await;
     }
 
-    match tokio::time::timeout(
-        cfg.request_timeout,
-        nonblocking::read_message(reader, &mut dec),
-    )
-    .await
-    {
+    match tokio::time::timeout(cfg.request_timeout, nonblocking::read_message(reader, &mut dec)).await {
         Err(_) => {
-            let why = format!(
-                "request not received within {}s",
-                cfg.request_timeout.as_secs()
-            );
+            let why = format!("request not received within {}s", cfg.request_timeout.as_secs());
             return refuse(server, writer, dec.version(), exitcode::PROTOCOL_ERROR, why).await;
         }
         Ok(Err(ReadError::Io(e))) => {
             return Outcome::Disconnected(format!("reading the request: {e}"));
         }
-        Ok(Err(ReadError::Protocol(ProtocolError::Truncated("a header"))))
-            if dec.version().is_none() =>
-        {
+        Ok(Err(ReadError::Protocol(ProtocolError::Truncated("a header")))) if dec.version().is_none() => {
             return Outcome::Probe;
         }
         Ok(Err(ReadError::Protocol(e @ ProtocolError::Truncated(_)))) => {
             return Outcome::Disconnected(e.to_string());
         }
         Ok(Err(ReadError::Protocol(ProtocolError::UnsupportedVersion(3)))) => {
-            let why = "pump mode (protocol 3, ',cpp') is not supported by this server; use ',lzo' without ',cpp'";
+            let why =
+                "pump mode (protocol 3, ',cpp') is not supported by this server; use ',lzo' without ',cpp'";
             return refuse(
                 server,
                 writer,
@@ -376,19 +375,13 @@ where
         return Outcome::Disconnected("server shutting down".into());
     };
     let running = server.stats.running.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::debug!(
-        "client: {peer} compiling {}: {running} running",
-        job.input_name
-    );
+    tracing::debug!("client: {peer} compiling {}: {running} running", job.input_name);
     let _running = RunningGuard(&server.stats.running);
 
     let dir = match JobDir::create(&cfg.tmpdir, job_no) {
         Ok(d) => d,
         Err(e) => {
-            let why = format!(
-                "cannot create a job directory in {}: {e}",
-                cfg.tmpdir.display()
-            );
+            let why = format!("cannot create a job directory in {}: {e}", cfg.tmpdir.display());
             return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
         }
     };

@@ -85,8 +85,7 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.rest
-                .push((field_name(field.name()), format!("{value:?}")));
+            self.rest.push((field_name(field.name()), format!("{value:?}")));
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {

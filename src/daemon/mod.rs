@@ -35,11 +35,7 @@ pub const DRAIN: Duration = Duration::from_secs(60);
 
 /// Serves on every listener until `shutdown` resolves, then lets running
 /// jobs finish (up to `DRAIN`).
-pub async fn serve(
-    listeners: Vec<TcpListener>,
-    server: Arc<Server>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listeners: Vec<TcpListener>, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
     let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Every connection task holds a clone; when all are dropped, `recv` ends.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -51,18 +47,12 @@ pub async fn serve(
     drop(done_tx);
     shutdown.await;
     acceptors.shutdown().await;
-    let running = server
-        .stats
-        .running
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let running = server.stats.running.load(std::sync::atomic::Ordering::Relaxed);
     if running > 0 {
         tracing::info!("shutting down: waiting for {running} running job(s)");
     }
     if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
-        tracing::warn!(
-            "shutting down with jobs still running after {}s",
-            DRAIN.as_secs()
-        );
+        tracing::warn!("shutting down with jobs still running after {}s", DRAIN.as_secs());
     }
 }
 

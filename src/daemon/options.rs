@@ -33,9 +33,7 @@ impl LogLevel {
     /// distcc's names (src/trace.c), including the syslog spellings.
     pub fn parse(s: &str) -> Option<LogLevel> {
         Some(match s {
-            "emerg" | "emergency" | "alert" | "crit" | "critical" | "err" | "error" => {
-                LogLevel::Error
-            }
+            "emerg" | "emergency" | "alert" | "crit" | "critical" | "err" | "error" => LogLevel::Error,
             "warn" | "warning" => LogLevel::Warning,
             "notice" | "note" => LogLevel::Notice,
             "info" => LogLevel::Info,
@@ -177,9 +175,7 @@ pub fn parse(args: &[String], ncpus: usize) -> Result<Parsed, String> {
             let rest = &short[c.len_utf8()..];
             (name, (!rest.is_empty()).then(|| rest.to_owned()))
         } else {
-            return Err(format!(
-                "{arg}: unexpected argument (distccd takes only options)"
-            ));
+            return Err(format!("{arg}: unexpected argument (distccd takes only options)"));
         };
         let takes_value = OPTIONS.iter().any(|(l, _, v)| *l == name && *v);
         let value = if takes_value {
@@ -230,8 +226,7 @@ pub fn parse(args: &[String], ncpus: usize) -> Result<Parsed, String> {
             }
             "log-file" => o.log_file = Some(PathBuf::from(v)),
             "log-level" => {
-                o.log_level =
-                    LogLevel::parse(v).ok_or_else(|| format!("--log-level {v}: unknown level"))?
+                o.log_level = LogLevel::parse(v).ok_or_else(|| format!("--log-level {v}: unknown level"))?
             }
             "log-stderr" => o.log_stderr = true,
             "nice" => o.nice = number(name, v, -20, 19)?,
@@ -340,10 +335,7 @@ mod tests {
         );
         assert_eq!((o.port, o.jobs, o.nice), (4000, 7, 10));
         assert_eq!((o.mode, o.no_detach), (Mode::Daemon, true));
-        assert_eq!(
-            o.pid_file.as_deref(),
-            Some(std::path::Path::new("/run/d.pid"))
-        );
+        assert_eq!(o.pid_file.as_deref(), Some(std::path::Path::new("/run/d.pid")));
         assert_eq!(o.log_level, LogLevel::Error);
         assert_eq!(o.lifetime, Some(Duration::from_secs(30)));
         assert_eq!(o.job_lifetime, Some(Duration::from_secs(9)));
@@ -354,10 +346,7 @@ mod tests {
             (w.mode, w.no_detach, w.log_stderr, w.log_level),
             (Mode::Daemon, true, true, LogLevel::Debug)
         );
-        assert_eq!(
-            p("--allow-private").unwrap().allow.len(),
-            access::PRIVATE.len()
-        );
+        assert_eq!(p("--allow-private").unwrap().allow.len(), access::PRIVATE.len());
         assert_eq!(p("--verbose").unwrap().log_level, LogLevel::Debug);
         assert!(p("--inetd --enable-tcp-insecure").unwrap().tcp_insecure);
     }

@@ -81,11 +81,9 @@ pub fn confine(chroot: Option<&Path>, target: Option<&Target>) -> Result<()> {
     }
     if let Some(t) = target {
         // The bounding set can only shrink while we still hold CAP_SETPCAP.
-        caps::clear(None, caps::CapSet::Bounding)
-            .context("clearing the capability bounding set")?;
+        caps::clear(None, caps::CapSet::Bounding).context("clearing the capability bounding set")?;
         caps::clear(None, caps::CapSet::Ambient).context("clearing ambient capabilities")?;
-        caps::clear(None, caps::CapSet::Inheritable)
-            .context("clearing inheritable capabilities")?;
+        caps::clear(None, caps::CapSet::Inheritable).context("clearing inheritable capabilities")?;
         unistd::setgroups(&[t.gid]).context("clearing supplementary groups")?;
         unistd::setgid(t.gid).context("setgid")?;
         unistd::setuid(t.uid).context("setuid")?;
@@ -119,9 +117,11 @@ pub fn init_logging(level: LogLevel, target: LogTarget<'_>) -> Result<&'static s
         LogLevel::Debug => tracing::Level::DEBUG,
     });
     let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_ansi(false);
+    let fmt = |time: bool| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .event_format(TextFormat { time })
+    };
     match target {
         LogTarget::File(path) => {
             let f = OpenOptions::new()
@@ -129,7 +129,7 @@ pub fn init_logging(level: LogLevel, target: LogTarget<'_>) -> Result<&'static s
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening log file {}", path.display()))?;
-            registry.with(fmt.with_writer(Mutex::new(f))).init();
+            registry.with(fmt(true).with_writer(Mutex::new(f))).init();
             Ok("log file")
         }
         LogTarget::JournalOrStderr if Path::new(super::journal::SOCKET).exists() => {
@@ -139,7 +139,7 @@ pub fn init_logging(level: LogLevel, target: LogTarget<'_>) -> Result<&'static s
                     Ok("journal")
                 }
                 Err(_) => {
-                    registry.with(fmt.with_writer(std::io::stderr)).init();
+                    registry.with(fmt(true).with_writer(std::io::stderr)).init();
                     Ok("stderr")
                 }
             }
@@ -147,21 +147,56 @@ pub fn init_logging(level: LogLevel, target: LogTarget<'_>) -> Result<&'static s
         LogTarget::Stderr | LogTarget::JournalOrStderr => {
             // Under systemd stderr is the journal already; its own time
             // stamps make ours noise.
-            if std::env::var_os("JOURNAL_STREAM").is_some() {
-                registry
-                    .with(fmt.without_time().with_writer(std::io::stderr))
-                    .init();
-            } else {
-                registry.with(fmt.with_writer(std::io::stderr)).init();
-            }
+            let time = std::env::var_os("JOURNAL_STREAM").is_none();
+            registry.with(fmt(time).with_writer(std::io::stderr)).init();
             Ok("stderr")
         }
     }
 }
 
+/// Text logs: time, level and distcc's one-line message. The structured
+/// fields of an event are for the journal only.
+struct TextFormat {
+    time: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for TextFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::time::FormatTime;
+        if self.time {
+            tracing_subscriber::fmt::time::SystemTime.format_time(&mut w)?;
+            w.write_char(' ')?;
+        }
+        struct Message<'w, 'a>(
+            &'w mut tracing_subscriber::fmt::format::Writer<'a>,
+            std::fmt::Result,
+        );
+        impl tracing::field::Visit for Message<'_, '_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.1 = write!(self.0, "{value:?}");
+                }
+            }
+        }
+        write!(w, "{:>5} ", event.metadata().level())?;
+        let mut m = Message(&mut w, Ok(()));
+        event.record(&mut m);
+        m.1?;
+        writeln!(w)
+    }
+}
+
 pub fn write_pid_file(path: &Path) -> Result<()> {
-    let mut f =
-        fs::File::create(path).with_context(|| format!("writing pid file {}", path.display()))?;
+    let mut f = fs::File::create(path).with_context(|| format!("writing pid file {}", path.display()))?;
     writeln!(f, "{}", std::process::id())?;
     Ok(())
 }
@@ -177,10 +212,7 @@ pub fn detach() -> Result<()> {
         unistd::ForkResult::Child => {}
     }
     unistd::setsid().context("setsid")?;
-    let null = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
     unistd::dup2_stdin(&null).context("redirecting stdin")?;
     unistd::dup2_stdout(&null).context("redirecting stdout")?;
     unistd::dup2_stderr(&null).context("redirecting stderr")?;

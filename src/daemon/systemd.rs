@@ -68,16 +68,14 @@ pub fn take_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
         }
         use nix::sys::socket::{getsockopt, sockopt};
         let ty = getsockopt(&owned, sockopt::SockType).map_err(|e| format!("fd {fd}: {e}"))?;
-        let listening =
-            getsockopt(&owned, sockopt::AcceptConn).map_err(|e| format!("fd {fd}: {e}"))?;
+        let listening = getsockopt(&owned, sockopt::AcceptConn).map_err(|e| format!("fd {fd}: {e}"))?;
         if ty != nix::sys::socket::SockType::Stream || !listening {
             return Err(format!(
                 "fd {fd} passed by systemd is not a listening stream socket (Accept=yes belongs with --inetd)"
             ));
         }
         let l = std::net::TcpListener::from(owned);
-        l.set_nonblocking(true)
-            .map_err(|e| format!("fd {fd}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| format!("fd {fd}: {e}"))?;
         out.push(l);
     }
     Ok(Some(out))

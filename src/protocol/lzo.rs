@@ -71,10 +71,7 @@ mod tests {
     fn tiny_literal_matches_distcc_on_the_wire() {
         // distcc-3.4.md §1.4: `int x;\n` as captured between real distcc peers.
         let z = compress(b"int x;\n");
-        assert_eq!(
-            z,
-            [0x18, b'i', b'n', b't', b' ', b'x', b';', b'\n', 0x11, 0, 0]
-        );
+        assert_eq!(z, [0x18, b'i', b'n', b't', b' ', b'x', b';', b'\n', 0x11, 0, 0]);
         assert_eq!(decompress(&z, 1 << 20).unwrap(), b"int x;\n");
     }
 
@@ -115,15 +112,9 @@ mod tests {
     fn garbage_and_trailing_bytes_are_malformed() {
         let mut z = compress(b"int x;\n");
         z.push(0);
-        assert!(matches!(
-            decompress(&z, 1 << 20),
-            Err(LzoError::Malformed(_))
-        ));
+        assert!(matches!(decompress(&z, 1 << 20), Err(LzoError::Malformed(_))));
         let cut = &compress(b"hello hello hello hello hello")[..5];
-        assert!(matches!(
-            decompress(cut, 1 << 20),
-            Err(LzoError::Malformed(_))
-        ));
+        assert!(matches!(decompress(cut, 1 << 20), Err(LzoError::Malformed(_))));
         assert!(matches!(
             decompress(&[0xff, 0xff, 0xff, 0xff], 1 << 20),
             Err(LzoError::Malformed(_))

@@ -459,10 +459,7 @@ mod tests {
             req
         );
         // Empty input: zero length, no body, even compressed.
-        let empty = Request {
-            doti: vec![],
-            ..req
-        };
+        let empty = Request { doti: vec![], ..req };
         assert!(empty.encode().ends_with(b"x.oDOTI00000000"));
     }
 
@@ -480,11 +477,7 @@ mod tests {
             bytes,
             b"DONE00000001STAT00000100SERR00000024y.i:1:9: error: expected expression\nSOUT00000000DOTO00000000"
         );
-        let back = read_message(
-            &mut &bytes[..],
-            ReplyDecoder::new(Version::V1, Limits::default()),
-        )
-        .unwrap();
+        let back = read_message(&mut &bytes[..], ReplyDecoder::new(Version::V1, Limits::default())).unwrap();
         assert_eq!(
             back,
             Reply {
@@ -503,11 +496,7 @@ mod tests {
         let bytes = ok.encode();
         assert!(bytes.starts_with(b"DONE00000002STAT00000000SERR00000000SOUT00000000DOTO"));
         assert_eq!(
-            read_message(
-                &mut &bytes[..],
-                ReplyDecoder::new(Version::V2, Limits::default())
-            )
-            .unwrap(),
+            read_message(&mut &bytes[..], ReplyDecoder::new(Version::V2, Limits::default())).unwrap(),
             ok
         );
     }
@@ -524,10 +513,7 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"DIST00000004", "unsupported protocol version 4"),
             (b"DIST00000000", "unsupported protocol version 0"),
-            (
-                b"DIST00000003CDIR00000001/",
-                "unsupported protocol version 3",
-            ),
+            (b"DIST00000003CDIR00000001/", "unsupported protocol version 3"),
             (b"GET / HTTP/1.1\r\n", "not a distcc packet header"),
             (
                 b"DIST00000001ARGCffffffff",
@@ -538,10 +524,7 @@ mod tests {
                 b"DIST00000001ARGC00000001ARGV7fffffff",
                 "ARGV word of 2147483647 exceeds",
             ),
-            (
-                b"DIST00000001ARGC00000001DOTI00000000",
-                "expected ARGV, got DOTI",
-            ),
+            (b"DIST00000001ARGC00000001DOTI00000000", "expected ARGV, got DOTI"),
             (
                 b"DIST00000001ARGC00000001ARGV00000003gccDOTIffffffff",
                 "DOTI of 4294967295 exceeds",
@@ -560,8 +543,7 @@ mod tests {
             ),
         ];
         for (bytes, want) in cases {
-            let err =
-                read_message(&mut &bytes[..], RequestDecoder::new(small.clone())).unwrap_err();
+            let err = read_message(&mut &bytes[..], RequestDecoder::new(small.clone())).unwrap_err();
             assert!(
                 err.to_string().contains(want),
                 "{:?}: {err}",

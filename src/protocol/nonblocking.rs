@@ -7,10 +7,7 @@ use super::message::{Decoder, Need};
 use super::token::{HEADER_LEN, ProtocolError};
 
 /// Drives `dec` to completion from `r`. The caller bounds the time.
-pub async fn read_message<R: AsyncRead + Unpin, D: Decoder>(
-    r: &mut R,
-    dec: &mut D,
-) -> Result<(), ReadError> {
+pub async fn read_message<R: AsyncRead + Unpin, D: Decoder>(r: &mut R, dec: &mut D) -> Result<(), ReadError> {
     loop {
         match dec.need() {
             Need::Header => {

@@ -111,11 +111,7 @@ impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProtocolError::BadHeader(h) => {
-                write!(
-                    f,
-                    "not a distcc packet header: {:?}",
-                    String::from_utf8_lossy(h)
-                )
+                write!(f, "not a distcc packet header: {:?}", String::from_utf8_lossy(h))
             }
             ProtocolError::Unexpected { expected, got } => {
                 write!(f, "protocol derailment: expected {expected}, got {got}")
@@ -153,9 +149,7 @@ pub fn decode(h: &[u8; HEADER_LEN]) -> Result<Token, ProtocolError> {
     let tag = Tag::from_bytes(&h[..4]).ok_or(ProtocolError::BadHeader(*h))?;
     let mut val: u32 = 0;
     for &c in &h[4..] {
-        let d = (c as char)
-            .to_digit(16)
-            .ok_or(ProtocolError::BadHeader(*h))?;
+        let d = (c as char).to_digit(16).ok_or(ProtocolError::BadHeader(*h))?;
         val = (val << 4) | d;
     }
     Ok(Token { tag, val })
@@ -165,10 +159,7 @@ pub fn decode(h: &[u8; HEADER_LEN]) -> Result<Token, ProtocolError> {
 pub fn expect(h: &[u8; HEADER_LEN], expected: Tag) -> Result<u32, ProtocolError> {
     let t = decode(h)?;
     if t.tag != expected {
-        return Err(ProtocolError::Unexpected {
-            expected,
-            got: t.tag,
-        });
+        return Err(ProtocolError::Unexpected { expected, got: t.tag });
     }
     Ok(t.val)
 }

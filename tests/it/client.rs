@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const HELLO_C: &str = "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s\\n\", GREETING); return 0; }\n";
+const HELLO_C: &str =
+    "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s\\n\", GREETING); return 0; }\n";
 const GREET_H: &str = "#define GREETING \"hello from distcc-rs\"\n";
 const SHAPES_CPP: &str = "#include <vector>\n#include <memory>\n\
 struct Shape { virtual ~Shape() = default; virtual double area() const = 0; };\n\
@@ -60,24 +61,16 @@ fn same_as_local(
         text(&out.stderr)
     );
     assert!(
-        text(&out.stderr).contains(&format!(" on {hosts}"))
-            && !text(&out.stderr).contains("locally"),
+        text(&out.stderr).contains(&format!(" on {hosts}")) && !text(&out.stderr).contains("locally"),
         "{argv:?} must compile on {hosts}: {}",
         text(&out.stderr)
     );
-    let remote: Vec<Vec<u8>> = outputs
-        .iter()
-        .map(|o| fs::read(src.join(o)).unwrap())
-        .collect();
+    let remote: Vec<Vec<u8>> = outputs.iter().map(|o| fs::read(src.join(o)).unwrap()).collect();
     for o in outputs {
         fs::remove_file(src.join(o)).unwrap();
     }
     let here = local(src, argv);
-    assert!(
-        here.status.success(),
-        "local {argv:?}: {}",
-        text(&here.stderr)
-    );
+    assert!(here.status.success(), "local {argv:?}: {}", text(&here.stderr));
     for (o, r) in outputs.iter().zip(remote) {
         assert!(
             r == fs::read(src.join(o)).unwrap(),
@@ -193,15 +186,7 @@ const CASES: &[(&[&str], &[&str])] = &[
         &["obj/calc.s"],
     ),
     (
-        &[
-            "gcc",
-            "-x",
-            "c++",
-            "-c",
-            "calc.c",
-            "-o",
-            "obj/calc-as-cxx.o",
-        ],
+        &["gcc", "-x", "c++", "-c", "calc.c", "-o", "obj/calc-as-cxx.o"],
         &["obj/calc-as-cxx.o"],
     ),
     (
@@ -339,8 +324,7 @@ fn response_files_masquerade_and_implicit_mode() {
             .success()
     );
     assert!(
-        fs::read(src.join("obj/implicit.o")).unwrap()
-            == fs::read(src.join("obj/implicit-local.o")).unwrap()
+        fs::read(src.join("obj/implicit.o")).unwrap() == fs::read(src.join("obj/implicit-local.o")).unwrap()
     );
 
     // Masquerade: a link directory first on PATH, as makepkg does with
@@ -365,16 +349,12 @@ fn response_files_masquerade_and_implicit_mode() {
             text(&out.stderr)
         );
         assert!(
-            local(
-                &src,
-                &[compiler, "-O2", "-c", file, "-o", "obj/masq-local.o"]
-            )
-            .status
-            .success()
+            local(&src, &[compiler, "-O2", "-c", file, "-o", "obj/masq-local.o"])
+                .status
+                .success()
         );
         assert!(
-            fs::read(src.join("obj/masq.o")).unwrap()
-                == fs::read(src.join("obj/masq-local.o")).unwrap(),
+            fs::read(src.join("obj/masq.o")).unwrap() == fs::read(src.join("obj/masq-local.o")).unwrap(),
             "{compiler}"
         );
     }
@@ -422,9 +402,7 @@ fn fifty_parallel_compiles_respect_the_host_limit() {
     for i in 0..50 {
         fs::write(
             src.join(format!("p{i}.c")),
-            format!(
-                "#include <string.h>\nint p{i}(const char *s) {{ return (int)strlen(s) + {i}; }}\n"
-            ),
+            format!("#include <string.h>\nint p{i}(const char *s) {{ return (int)strlen(s) + {i}; }}\n"),
         )
         .unwrap();
     }
@@ -434,14 +412,7 @@ fn fifty_parallel_compiles_respect_the_host_limit() {
     let children: Vec<_> = (0..50)
         .map(|i| {
             Command::new(DISTCC)
-                .args([
-                    "gcc",
-                    "-O2",
-                    "-c",
-                    &format!("p{i}.c"),
-                    "-o",
-                    &format!("r{i}.o"),
-                ])
+                .args(["gcc", "-O2", "-c", &format!("p{i}.c"), "-o", &format!("r{i}.o")])
                 .current_dir(&src)
                 .env("DISTCC_HOSTS", &hosts)
                 .env("DISTCC_DIR", &distcc_dir)
@@ -460,21 +431,13 @@ fn fifty_parallel_compiles_respect_the_host_limit() {
         assert!(
             local(
                 &src,
-                &[
-                    "gcc",
-                    "-O2",
-                    "-c",
-                    &format!("p{i}.c"),
-                    "-o",
-                    &format!("l{i}.o")
-                ]
+                &["gcc", "-O2", "-c", &format!("p{i}.c"), "-o", &format!("l{i}.o")]
             )
             .status
             .success()
         );
         assert!(
-            fs::read(src.join(format!("r{i}.o"))).unwrap()
-                == fs::read(src.join(format!("l{i}.o"))).unwrap(),
+            fs::read(src.join(format!("r{i}.o"))).unwrap() == fs::read(src.join(format!("l{i}.o"))).unwrap(),
             "p{i}.o"
         );
     }
@@ -491,10 +454,7 @@ fn fifty_parallel_compiles_respect_the_host_limit() {
         })
         .max()
         .unwrap();
-    assert!(
-        most <= 2,
-        "the host allows 2 jobs at once, the daemon saw {most}"
-    );
+    assert!(most <= 2, "the host allows 2 jobs at once, the daemon saw {most}");
 }
 
 /// A server that fails in one of the ways a network server can. These are
@@ -563,11 +523,7 @@ fn failing_servers_lose_nothing() {
             &with_fallback,
         );
         assert!(out.status.success(), "{kind}: {}", text(&out.stderr));
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "{kind}: {:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() < Duration::from_secs(15), "{kind}: {:?}", t.elapsed());
         assert!(
             fs::read(src.join("obj/got.o")).unwrap() == want,
             "{kind}: object differs"
@@ -741,11 +697,7 @@ fn show_hosts_jobs_help_version() {
         text(&bad.stderr)
     );
     let v = run(&["--version"], "");
-    assert!(
-        text(&v.stdout).starts_with("distcc "),
-        "{}",
-        text(&v.stdout)
-    );
+    assert!(text(&v.stdout).starts_with("distcc "), "{}", text(&v.stdout));
     assert!(text(&run(&["--help"], "").stdout).contains("DISTCC_HOSTS"));
     assert_eq!(run(&[], "").status.code(), Some(101));
 }
@@ -945,10 +897,7 @@ fn a_daemon_killed_mid_job_loses_nothing() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !d.log_text().contains("compiling big.c") {
-        assert!(
-            Instant::now() < deadline,
-            "the job never started on the daemon"
-        );
+        assert!(Instant::now() < deadline, "the job never started on the daemon");
         std::thread::sleep(Duration::from_millis(10));
     }
     d.child.kill().unwrap();
@@ -1005,17 +954,11 @@ fn ccache_prefix_backoff_zero_log_file_and_hosts_file() {
         "ccache's miss went to the daemon"
     );
     assert!(
-        local(
-            &src,
-            &["gcc", "-O2", "-c", "calc.c", "-o", "obj/ccache-local.o"]
-        )
-        .status
-        .success()
+        local(&src, &["gcc", "-O2", "-c", "calc.c", "-o", "obj/ccache-local.o"])
+            .status
+            .success()
     );
-    assert!(
-        fs::read(src.join("obj/ccache.o")).unwrap()
-            == fs::read(src.join("obj/ccache-local.o")).unwrap()
-    );
+    assert!(fs::read(src.join("obj/ccache.o")).unwrap() == fs::read(src.join("obj/ccache-local.o")).unwrap());
 
     // DISTCC_BACKOFF_PERIOD=0: a dead host is tried once per job, never in a loop.
     let dead = format!("127.0.0.1:{}", free_port());
@@ -1033,10 +976,7 @@ fn ccache_prefix_backoff_zero_log_file_and_hosts_file() {
         "{}",
         text(&out.stderr)
     );
-    assert!(
-        backoff_marks(&src).is_empty(),
-        "no backoff marks with period 0"
-    );
+    assert!(backoff_marks(&src).is_empty(), "no backoff marks with period 0");
 
     // DISTCC_LOG gets the decisions; stderr keeps only warnings.
     let log = dir.join("client.log");
@@ -1044,10 +984,7 @@ fn ccache_prefix_backoff_zero_log_file_and_hosts_file() {
         &src,
         &hosts,
         &[DISTCC, "gcc", "-c", "calc.c", "-o", "obj/logged.o"],
-        &[
-            ("DISTCC_LOG", log.to_str().unwrap()),
-            ("DISTCC_VERBOSE", "0"),
-        ],
+        &[("DISTCC_LOG", log.to_str().unwrap()), ("DISTCC_VERBOSE", "0")],
     );
     assert!(out.status.success());
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));

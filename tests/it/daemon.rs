@@ -12,7 +12,8 @@ use distcc::protocol::Version;
 
 use crate::common::*;
 
-const HELLO_C: &str = "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s\\n\", GREETING); return 0; }\n";
+const HELLO_C: &str =
+    "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s\\n\", GREETING); return 0; }\n";
 const GREET_H: &str = "#define GREETING \"hello from distcc-rs\"\n";
 const SHAPES_CPP: &str = "#include <vector>\n#include <string>\n#include <memory>\n\
 struct Shape { virtual ~Shape() = default; virtual double area() const = 0; };\n\
@@ -58,10 +59,7 @@ fn distributed_equals_local(
         "distcc {argv:?} failed: {}",
         text(&remote.stderr)
     );
-    let saved: Vec<Vec<u8>> = outputs
-        .iter()
-        .map(|o| fs::read(src.join(o)).unwrap())
-        .collect();
+    let saved: Vec<Vec<u8>> = outputs.iter().map(|o| fs::read(src.join(o)).unwrap()).collect();
     for o in outputs {
         fs::remove_file(src.join(o)).unwrap();
     }
@@ -108,15 +106,7 @@ fn real_client_builds_c_and_cxx_identical_to_local() {
         (&["gcc", "-g", "-c", "calc.c"], &["calc.o"]),
         (&["gcc", "-c", "hello.c"], &["hello.o"]),
         (
-            &[
-                "g++",
-                "-std=c++17",
-                "-O2",
-                "-c",
-                "shapes.cpp",
-                "-o",
-                "shapes.o",
-            ],
+            &["g++", "-std=c++17", "-O2", "-c", "shapes.cpp", "-o", "shapes.o"],
             &["shapes.o"],
         ),
         (
@@ -126,16 +116,11 @@ fn real_client_builds_c_and_cxx_identical_to_local() {
         // distcc 3.4 runs cpp without -o, so the .d target is only right when
         // the object has the default name (its known bug; our client fixes it).
         (
-            &[
-                "gcc", "-MD", "-MF", "hello.d", "-c", "hello.c", "-o", "hello.o",
-            ],
+            &["gcc", "-MD", "-MF", "hello.d", "-c", "hello.c", "-o", "hello.o"],
             &["hello.o", "hello.d"],
         ),
         (&["gcc", "-MMD", "-c", "calc.c"], &["calc.o", "calc.d"]),
-        (
-            &["gcc", "-S", "-O1", "hello.c", "-o", "hello.s"],
-            &["hello.s"],
-        ),
+        (&["gcc", "-S", "-O1", "hello.c", "-o", "hello.s"], &["hello.s"]),
         (
             &["gcc", "-x", "c", "-c", "hello.c", "-o", "hello-x.o"],
             &["hello-x.o"],
@@ -200,11 +185,7 @@ fn warnings_and_errors_are_relayed() {
         );
 
         let _ = fs::remove_file(src.join("bad.o"));
-        let bad = run_client(
-            &src,
-            &hosts,
-            &[REAL_DISTCC, "gcc", "-c", "bad.c", "-o", "bad.o"],
-        );
+        let bad = run_client(&src, &hosts, &[REAL_DISTCC, "gcc", "-c", "bad.c", "-o", "bad.o"]);
         let local_bad = local(&src, &["gcc", "-c", "bad.c", "-o", "bad.o"]);
         assert_eq!(
             bad.status.code(),
@@ -219,10 +200,7 @@ fn warnings_and_errors_are_relayed() {
                 || err.contains("bad.c:3:12: error: ‘undeclared_thing’ undeclared"),
             "{err}"
         );
-        assert!(
-            !src.join("bad.o").exists(),
-            "no object after a failed compile"
-        );
+        assert!(!src.join("bad.o").exists(), "no object after a failed compile");
     }
     let log = d.wait_log("COMPILE_ERROR", 2);
     assert_eq!(log.matches("COMPILE_ERROR").count(), 2, "{log}");
@@ -253,9 +231,7 @@ fn fifty_concurrent_compiles_with_two_job_slots() {
     for i in 0..50 {
         fs::write(
             src.join(format!("f{i}.c")),
-            format!(
-                "#include <string.h>\nint f{i}(const char *s) {{ return (int)strlen(s) * {i}; }}\n"
-            ),
+            format!("#include <string.h>\nint f{i}(const char *s) {{ return (int)strlen(s) * {i}; }}\n"),
         )
         .unwrap();
     }
@@ -267,14 +243,7 @@ fn fifty_concurrent_compiles_with_two_job_slots() {
             let distcc_dir = src.join(".distcc");
             fs::create_dir_all(&distcc_dir).unwrap();
             Command::new(REAL_DISTCC)
-                .args([
-                    "gcc",
-                    "-O2",
-                    "-c",
-                    &format!("f{i}.c"),
-                    "-o",
-                    &format!("r{i}.o"),
-                ])
+                .args(["gcc", "-O2", "-c", &format!("f{i}.c"), "-o", &format!("r{i}.o")])
                 .current_dir(&src)
                 .env("DISTCC_HOSTS", &hosts)
                 .env("DISTCC_DIR", &distcc_dir)
@@ -291,28 +260,17 @@ fn fifty_concurrent_compiles_with_two_job_slots() {
     for i in 0..50 {
         let l = local(
             &src,
-            &[
-                "gcc",
-                "-O2",
-                "-c",
-                &format!("f{i}.c"),
-                "-o",
-                &format!("l{i}.o"),
-            ],
+            &["gcc", "-O2", "-c", &format!("f{i}.c"), "-o", &format!("l{i}.o")],
         );
         assert!(l.status.success());
         assert!(
-            fs::read(src.join(format!("r{i}.o"))).unwrap()
-                == fs::read(src.join(format!("l{i}.o"))).unwrap(),
+            fs::read(src.join(format!("r{i}.o"))).unwrap() == fs::read(src.join(format!("l{i}.o"))).unwrap(),
             "f{i}.o differs"
         );
     }
     let log = d.wait_log("COMPILE_OK", 50);
     for i in 0..50 {
-        assert!(
-            log.contains(&format!(" f{i}.c\n")),
-            "f{i}.c missing from log"
-        );
+        assert!(log.contains(&format!(" f{i}.c\n")), "f{i}.c missing from log");
     }
     assert!(d.leftovers().is_empty());
 }
@@ -490,10 +448,7 @@ fn clients_outside_allow_are_refused() {
         &format!("127.0.0.1:{}", d.port),
         &[REAL_DISTCC, "gcc", "-c", "hello.c", "-o", "hello.o"],
     );
-    assert!(
-        !out.status.success(),
-        "a refused client must not get a compile"
-    );
+    assert!(!out.status.success(), "a refused client must not get a compile");
     assert!(
         text(&out.stderr).contains("access denied"),
         "{}",
@@ -570,12 +525,7 @@ fn options_help_version_and_errors() {
         &["--jobs", "500"],
     ] {
         let out = run(bad);
-        assert_eq!(
-            out.status.code(),
-            Some(101),
-            "{bad:?}: {}",
-            text(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(101), "{bad:?}: {}", text(&out.stderr));
     }
     let dir = TestDir::new("nodir");
     let out = run(&[
@@ -650,10 +600,7 @@ fn slow_compiler(dir: &TestDir) -> (std::path::PathBuf, std::path::PathBuf) {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let pidfile = dir.shared_dir("pids").join("slowcc.pid");
-    let script = format!(
-        "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
-        pidfile.display()
-    );
+    let script = format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", pidfile.display());
     fs::write(bin.join("slowcc"), script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(bin.join("slowcc"), fs::Permissions::from_mode(0o755)).unwrap();
@@ -702,15 +649,8 @@ fn compiler_is_killed_when_the_client_goes_away() {
         &[("DISTCCD_PATH", &path)],
     );
     let mut s = connect_from(d.addr(), None);
-    s.write_all(
-        &request(
-            Version::V1,
-            &["slowcc", "-c", "x.c", "-o", "x.o"],
-            b"int x;\n",
-        )
-        .encode(),
-    )
-    .unwrap();
+    s.write_all(&request(Version::V1, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
+        .unwrap();
     let pid = wait_pidfile(&pidfile);
     assert!(alive(pid));
     drop(s);
@@ -756,11 +696,7 @@ fn job_lifetime_kills_a_long_compile() {
     let reply = raw_request(
         d.addr(),
         None,
-        &request(
-            Version::V2,
-            &["slowcc", "-c", "x.c", "-o", "x.o"],
-            b"int x;\n",
-        ),
+        &request(Version::V2, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n"),
     )
     .unwrap();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
@@ -857,11 +793,7 @@ fn listen_pid_file_and_lifetime() {
     }
     // The socket listens from the bind on; the pid file follows shortly.
     while fs::read_to_string(&pid_file).map_or(true, |p| p.trim() != child.id().to_string()) {
-        assert!(
-            Instant::now() < deadline,
-            "pid file never named {}",
-            child.id()
-        );
+        assert!(Instant::now() < deadline, "pid file never named {}", child.id());
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
@@ -893,17 +825,11 @@ fn listen_pid_file_and_lifetime() {
         // Started as root, it serves as nobody.
         let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
         let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-        assert!(
-            uid.split_whitespace().skip(1).all(|u| u == "65534"),
-            "{uid}"
-        );
+        assert!(uid.split_whitespace().skip(1).all(|u| u == "65534"), "{uid}");
     }
     let t = Instant::now();
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "--lifetime ends the daemon cleanly: {status}"
-    );
+    assert!(status.success(), "--lifetime ends the daemon cleanly: {status}");
     assert!(t.elapsed() < Duration::from_secs(6));
     assert!(!pid_file.exists(), "pid file removed at exit");
 }
@@ -931,11 +857,7 @@ fn daemon_detaches_into_the_background() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "the parent exits 0: {}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "the parent exits 0: {}", text(&out.stderr));
     let deadline = Instant::now() + Duration::from_secs(5);
     let pid: i32 = loop {
         if let Ok(s) = fs::read_to_string(&pid_file)
@@ -953,17 +875,10 @@ fn daemon_detaches_into_the_background() {
     )
     .unwrap();
     assert_eq!(reply.status, 0, "{}", text(&reply.stderr));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Path::new(&format!("/proc/{pid}")).exists() && alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "SIGTERM stops the detached daemon"
-        );
+        assert!(Instant::now() < deadline, "SIGTERM stops the detached daemon");
         std::thread::sleep(Duration::from_millis(20));
     }
 }

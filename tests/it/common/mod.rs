@@ -137,12 +137,7 @@ impl Daemon {
             while Instant::now() < deadline {
                 if let Some(st) = child.try_wait().unwrap() {
                     let mut err = String::new();
-                    child
-                        .stderr
-                        .take()
-                        .unwrap()
-                        .read_to_string(&mut err)
-                        .unwrap();
+                    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
                     if err.contains("Address already in use") {
                         break; // lost a race for the port: try another
                     }
@@ -269,9 +264,7 @@ pub fn raw_request(
 }
 
 pub fn connect_from(daemon: SocketAddr, source: Option<std::net::IpAddr>) -> TcpStream {
-    use nix::sys::socket::{
-        AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket,
-    };
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrStorage, bind, connect, socket};
     use std::os::fd::AsRawFd;
     let Some(src) = source else {
         return TcpStream::connect(daemon).unwrap();
@@ -282,11 +275,7 @@ pub fn connect_from(daemon: SocketAddr, source: Option<std::net::IpAddr>) -> Tcp
         AddressFamily::Inet6
     };
     let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrStorage::from(SocketAddr::new(src, 0)),
-    )
-    .unwrap();
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(SocketAddr::new(src, 0))).unwrap();
     connect(fd.as_raw_fd(), &SockaddrStorage::from(daemon)).unwrap();
     TcpStream::from(fd)
 }
