@@ -401,7 +401,7 @@ where
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    tracing::debug!(peer = %peer, exe = %exe.display(), argv = ?job.argv, "running compiler");
+    tracing::debug!("client: {peer} running {} as {:?}", exe.display(), job.argv);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -3,3 +3,5 @@
 mod client;
 mod common;
 mod daemon;
+mod sysbox;
+mod systemd;

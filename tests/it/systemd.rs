@@ -1,0 +1,387 @@
+//! distccd under real systemd (PID 1 of its own namespaces, see `sysbox`):
+//! socket activation, the journal, privileges, STATUS, draining, conf.d,
+//! the port-3692 instance, unit verification, tmpfiles; and the 32-bit
+//! chroot instance end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::sysbox::SystemdBox;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Puts our binaries, units, conf.d and tmpfiles files where the package does.
+fn install(b: &SystemdBox) {
+    b.copy_in(Path::new(DISTCCD), "/usr/bin/distccd");
+    b.copy_in(Path::new(DISTCC), "/usr/bin/distcc");
+    for unit in [
+        "distccd.socket",
+        "distccd.service",
+        "distccd@.socket",
+        "distccd@.service",
+    ] {
+        b.copy_in(
+            &Path::new(REPO).join("systemd").join(unit),
+            &format!("/etc/systemd/system/{unit}"),
+        );
+    }
+    b.copy_in(&Path::new(REPO).join("conf.d/distccd"), "/etc/conf.d/distccd");
+    b.copy_in(
+        &Path::new(REPO).join("tmpfiles.d/distccd.conf"),
+        "/usr/lib/tmpfiles.d/distccd.conf",
+    );
+    b.copy_in(
+        &Path::new(REPO).join("tmpfiles.d/distcc-user.conf"),
+        "/usr/share/user-tmpfiles.d/distcc.conf",
+    );
+    b.copy_in(
+        &Path::new(REPO).join("packaging/distcc-chroot"),
+        "/usr/bin/distcc-chroot",
+    );
+    // The compiler allow-list, as the package makes it.
+    b.sh("mkdir -p /usr/lib/distcc && for c in cc gcc g++ c++ x86_64-linux-gnu-gcc x86_64-linux-gnu-g++; do ln -sf ../../bin/distcc /usr/lib/distcc/$c; done");
+    b.sh("systemctl daemon-reload");
+}
+
+fn main_pid(b: &SystemdBox, unit: &str) -> String {
+    b.sh(&format!("systemctl show -p MainPID --value {unit}"))
+        .trim()
+        .to_owned()
+}
+
+fn wait_for(b: &SystemdBox, what: &str, script: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = b.exec(&["sh", "-c", script]);
+        if out.status.success() {
+            return text(&out.stdout);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const COMPILE: &str =
+    "cd /root && DISTCC_HOSTS=127.0.0.1 DISTCC_FALLBACK=0 DISTCC_VERBOSE=1 distcc gcc -O2 -c t.c -o t.o";
+
+#[test]
+fn distccd_under_systemd() {
+    let b = SystemdBox::boot("distccd");
+    install(&b);
+    b.write("/root/t.c", b"int answer(void) { return 42; }\n", 0o644);
+
+    // Units verify (templates as an instance).
+    b.sh("cd /etc/systemd/system && ln -sf distccd@.socket /tmp/distccd@3692.socket && ln -sf distccd@.service /tmp/distccd@3692.service");
+    let verify = b.exec(&[
+        "systemd-analyze",
+        "verify",
+        "/etc/systemd/system/distccd.socket",
+        "/etc/systemd/system/distccd.service",
+        "/tmp/distccd@3692.socket",
+        "/tmp/distccd@3692.service",
+    ]);
+    assert!(
+        verify.status.success() && text(&verify.stderr).trim().is_empty(),
+        "systemd-analyze verify: {}",
+        text(&verify.stderr)
+    );
+
+    // Enabling the socket starts no daemon.
+    b.sh("systemctl enable --now distccd.socket");
+    assert_eq!(
+        b.exec(&["systemctl", "is-active", "distccd.service"]).stdout,
+        b"inactive\n"
+    );
+    assert!(
+        !b.exec(&["pgrep", "-x", "distccd"]).status.success(),
+        "no distccd before the first connection"
+    );
+
+    // The first compile starts it and is served by it.
+    let out = b.sh(&format!("{COMPILE} 2>&1"));
+    assert!(out.contains("compiled t.c on 127.0.0.1"), "{out}");
+    assert_eq!(
+        b.exec(&["systemctl", "is-active", "distccd.service"]).stdout,
+        b"active\n"
+    );
+    let local = b.sh("cd /root && gcc -O2 -c t.c -o local.o && cmp t.o local.o && echo same");
+    assert_eq!(local.trim(), "same");
+
+    // The journal has the job, with fields.
+    let journal = wait_for(
+        &b,
+        "the job in the journal",
+        "journalctl -u distccd --no-pager -o cat | grep 'COMPILE_OK.*t.c'",
+    );
+    assert!(journal.contains("x86_64-linux-gnu-gcc t.c"), "{journal}");
+    let fields = b.sh("journalctl -u distccd RESULT=COMPILE_OK -o verbose --no-pager");
+    assert!(
+        fields.contains("INPUT=t.c")
+            && fields.contains("SYSLOG_IDENTIFIER=distccd")
+            && fields.contains("PEER=127.0.0.1:"),
+        "{fields}"
+    );
+
+    // Served as nobody, with no capabilities and no way to gain any.
+    let pid = main_pid(&b, "distccd.service");
+    let status = b.sh(&format!("cat /proc/{pid}/status"));
+    let line = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("Uid:").split_whitespace().skip(1).all(|u| u == "65534"),
+        "{}",
+        line("Uid:")
+    );
+    assert!(
+        line("Gid:").split_whitespace().skip(1).all(|g| g == "65534"),
+        "{}",
+        line("Gid:")
+    );
+    assert_eq!(
+        line("Groups:").split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"],
+        "{}",
+        line("Groups:")
+    );
+    for k in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(
+            line(k).split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{}",
+            line(k)
+        );
+    }
+    assert_eq!(line("NoNewPrivs:").split_whitespace().nth(1), Some("1"));
+
+    // STATUS= in systemctl status.
+    let st = wait_for(
+        &b,
+        "STATUS",
+        "systemctl status distccd --no-pager | grep 'Status: \"0 running, 1 served'",
+    );
+    assert!(st.contains("0 failed, 0 refused"), "{st}");
+
+    // Watchdog: with a 2 s WatchdogSec the service keeps running (pings work).
+    b.sh("mkdir -p /run/systemd/system/distccd.service.d && printf '[Service]\\nWatchdogSec=2\\n' > /run/systemd/system/distccd.service.d/wd.conf && systemctl daemon-reload && systemctl restart distccd.service");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        b.exec(&["systemctl", "is-active", "distccd.service"]).stdout,
+        b"active\n"
+    );
+    assert_eq!(
+        b.sh("systemctl show -p NRestarts --value distccd.service").trim(),
+        "0",
+        "watchdog never fired"
+    );
+
+    // Stopping drains a running job: it completes on the server.
+    let mut big = String::new();
+    for i in 0..4000 {
+        big.push_str(&format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"));
+    }
+    b.write("/root/big.c", big.as_bytes(), 0o644);
+    b.sh("cd /root && (DISTCC_HOSTS=127.0.0.1 DISTCC_FALLBACK=0 DISTCC_VERBOSE=1 distcc gcc -O2 -c big.c -o big.o > big.log 2>&1; echo $? > big.rc) > /dev/null 2>&1 &");
+    wait_for(
+        &b,
+        "the big job to run",
+        "systemctl status distccd --no-pager | grep 'Status: \"1 running'",
+    );
+    b.sh("systemctl stop distccd.service");
+    let rc = wait_for(&b, "the drained job", "cat /root/big.rc");
+    assert_eq!(rc.trim(), "0", "{}", b.sh("cat /root/big.log"));
+    assert!(
+        b.sh("cat /root/big.log").contains("compiled big.c on 127.0.0.1"),
+        "{}",
+        b.sh("cat /root/big.log")
+    );
+    let stopping = b.sh("journalctl -u distccd --no-pager -o cat");
+    assert!(
+        stopping.contains("SIGTERM: stopping") && stopping.contains("waiting for 1 running job"),
+        "{stopping}"
+    );
+
+    // A conf.d change takes effect at the next start; refusals are in the journal.
+    b.sh("rm -rf /run/systemd/system/distccd.service.d && systemctl daemon-reload");
+    b.write(
+        "/etc/conf.d/distccd",
+        b"DISTCC_ARGS=\"--allow 10.9.9.9 --log-file '/var/log/distccd/with space.log'\"\n",
+        0o644,
+    );
+    let refused = b.exec(&["sh", "-c", COMPILE]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("access denied"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let log = wait_for(
+        &b,
+        "the refusal in the log file",
+        "cat '/var/log/distccd/with space.log' | grep REFUSED",
+    );
+    assert!(log.contains("is not in this server's --allow list"), "{log}");
+    // Without --log-file, refusals go to the journal with their reason.
+    b.write(
+        "/etc/conf.d/distccd",
+        b"DISTCC_ARGS=\"--allow 10.9.9.9\"\n",
+        0o644,
+    );
+    b.sh("systemctl stop distccd.service");
+    let _ = b.exec(&["sh", "-c", COMPILE]);
+    let refusals = wait_for(
+        &b,
+        "REFUSED in the journal",
+        "journalctl -u distccd RESULT=REFUSED -o verbose --no-pager | grep REASON=",
+    );
+    assert!(refusals.contains("access denied: client 127.0.0.1"), "{refusals}");
+
+    // The port-3692 instance serves beside the main one.
+    b.write(
+        "/etc/conf.d/distccd",
+        b"DISTCC_ARGS=\"--allow 127.0.0.1\"\n",
+        0o644,
+    );
+    b.write(
+        "/etc/conf.d/distccd@3692",
+        b"DISTCC_ARGS=\"--allow 127.0.0.1\"\n",
+        0o644,
+    );
+    b.sh("systemctl stop distccd.service; systemctl enable --now distccd@3692.socket");
+    let both = b.sh("cd /root && DISTCC_HOSTS=127.0.0.1:3692 DISTCC_FALLBACK=0 DISTCC_VERBOSE=1 distcc gcc -c t.c -o t3692.o 2>&1 && DISTCC_HOSTS=127.0.0.1 DISTCC_FALLBACK=0 DISTCC_VERBOSE=1 distcc gcc -c t.c -o t3632.o 2>&1");
+    assert!(
+        both.contains("compiled t.c on 127.0.0.1:3692") && both.contains("compiled t.c on 127.0.0.1\n"),
+        "{both}"
+    );
+    assert_eq!(
+        b.exec(&[
+            "systemctl",
+            "is-active",
+            "distccd@3692.service",
+            "distccd.service"
+        ])
+        .stdout,
+        b"active\nactive\n"
+    );
+    wait_for(
+        &b,
+        "the instance's journal",
+        "journalctl -u distccd@3692 --no-pager -o cat | grep 'COMPILE_OK.*t.c'",
+    );
+
+    // tmpfiles: the daemon's runtime dir and users' ~/.distcc on tmpfs.
+    b.sh("systemd-tmpfiles --create /usr/lib/tmpfiles.d/distccd.conf");
+    assert_eq!(b.sh("stat -f -c %T /run/distccd").trim(), "tmpfs");
+    // (The compiles above made a ~/.distcc on disk; a new user has none.)
+    b.sh("rm -rf /root/.distcc && mkdir -p /run/user/0 && XDG_RUNTIME_DIR=/run/user/0 HOME=/root systemd-tmpfiles --user --create /usr/share/user-tmpfiles.d/distcc.conf");
+    assert_eq!(b.sh("readlink /root/.distcc").trim(), "/run/user/0/distcc");
+    assert_eq!(b.sh("stat -L -f -c %T /root/.distcc").trim(), "tmpfs");
+    // And the client uses it: its locks land on tmpfs.
+    b.sh("cd /root && DISTCC_HOSTS=127.0.0.1 HOME=/root distcc gcc -c t.c -o t-home.o");
+    assert!(
+        b.sh("ls /run/user/0/distcc/lock")
+            .contains("cpu_tcp_127.0.0.1_3632_0")
+    );
+    b.stop();
+}
+
+/// A real 32-bit chroot (Debian i386 with gcc), built once by debootstrap
+/// and kept between runs.
+fn i386_chroot() -> PathBuf {
+    // Not under /tmp or /var/tmp: the units' PrivateTmp would hide it.
+    let root = PathBuf::from("/var/cache/distcc-rs-tests/i386-bookworm");
+    if root.join("usr/bin/gcc").exists() && root.join(".complete").exists() {
+        return root;
+    }
+    assert!(
+        Path::new("/usr/sbin/debootstrap").exists(),
+        "debootstrap is missing (apt-get install debootstrap)"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let st = Command::new("/usr/sbin/debootstrap")
+        .args([
+            "--variant=minbase",
+            "--arch=i386",
+            "--include=gcc,libc6-dev",
+            "bookworm",
+        ])
+        .arg(&root)
+        .arg("http://deb.debian.org/debian")
+        .status()
+        .unwrap();
+    assert!(st.success(), "debootstrap of the i386 chroot failed");
+    std::fs::write(root.join(".complete"), b"").unwrap();
+    root
+}
+
+/// Our client as a static executable: the only kind of x86_64 program that
+/// runs inside a 32-bit chroot (no x86_64 loader or libc there).
+fn static_client() -> PathBuf {
+    let target_dir = Path::new(REPO).join("target/static");
+    let st = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "distcc",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .current_dir(REPO)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .unwrap();
+    assert!(st.success(), "static build of distcc failed");
+    target_dir.join("x86_64-unknown-linux-gnu/release/distcc")
+}
+
+#[test]
+fn chroot_instance_on_3692_builds_32_bit() {
+    let root = i386_chroot();
+    let client = static_client();
+    let b = SystemdBox::boot("chroot32");
+    install(&b);
+    let r = root.display();
+    // Inside the box (an overlay: the cached chroot is not changed):
+    // the chroot's own allow-list and our client in it.
+    b.copy_in(&client, &format!("{r}/usr/local/bin/distcc"));
+    b.sh(&format!("mkdir -p {r}/usr/lib/distcc {r}/root && ln -sf ../../bin/gcc {r}/usr/lib/distcc/gcc && chmod 1777 {r}/tmp"));
+    b.write(&format!("{r}/root/a.c"), b"static const char *word = \"i686\";\nint wordlen(void) { int n = 0; while (word[n]) n++; return n; }\n", 0o644);
+    b.write(
+        "/etc/conf.d/distccd@3692",
+        format!("DISTCC_ARGS=\"--allow 127.0.0.1 --chroot {r}\"\n").as_bytes(),
+        0o644,
+    );
+    b.sh("systemctl enable --now distccd@3692.socket");
+    // The user's own host list names the native port; the wrapper maps it.
+    let out = b.sh(&format!(
+        "DISTCC_HOSTS='127.0.0.1/4' DISTCC_FALLBACK=0 DISTCC_VERBOSE=1 distcc-chroot -- \
+         chroot {r} sh -c 'cd /root && HOME=/root /usr/local/bin/distcc gcc -O2 -c a.c -o remote.o' 2>&1"
+    ));
+    assert!(out.contains("compiled a.c on 127.0.0.1:3692/4"), "{out}");
+    let kind = b.sh(&format!("file {r}/root/remote.o"));
+    assert!(kind.contains("ELF 32-bit") && kind.contains("80386"), "{kind}");
+    b.sh(&format!(
+        "chroot {r} sh -c 'cd /root && gcc -O2 -c a.c -o local.o' && cmp {r}/root/remote.o {r}/root/local.o"
+    ));
+    let journal = wait_for(
+        &b,
+        "the chroot job",
+        "journalctl -u distccd@3692 --no-pager -o cat | grep 'COMPILE_OK.*a.c'",
+    );
+    assert!(journal.contains("gcc a.c"), "{journal}");
+    b.stop();
+}
