@@ -13,6 +13,7 @@ pub mod args;
 pub mod client;
 pub mod daemon;
 pub mod exitcode;
+pub mod monitor;
 pub mod protocol;
 
 /// The version string both binaries print, in distcc's format.

@@ -104,6 +104,13 @@ fn run(opts: Options) -> Result<(), Fatal> {
         (false, Some(l)) => l,
         (false, None) => bind(&opts).map_err(fatal(exitcode::BIND_FAILED))?,
     };
+    let stats_listener = if opts.stats && !inetd {
+        let mut o = opts.clone();
+        o.port = opts.stats_port;
+        Some(bind(&o).map_err(fatal(exitcode::BIND_FAILED))?.remove(0))
+    } else {
+        None
+    };
     process::set_nice(opts.nice).map_err(fatal(exitcode::DISTCC_FAILED))?;
     let notifier = Arc::new(systemd::Notifier::connect());
     let under_systemd = notifier.active() || std::env::var_os("INVOCATION_ID").is_some();
@@ -163,6 +170,15 @@ fn run(opts: Options) -> Result<(), Fatal> {
             );
         }
         let status = tokio::spawn(report_status(server.clone(), notifier.clone()));
+        let stats = match stats_listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let l = tokio::net::TcpListener::from_std(l)?;
+                tracing::info!("statistics on http://{}/", l.local_addr()?);
+                Some(tokio::spawn(daemon::stats::serve_stats(l, server.clone())))
+            }
+            None => None,
+        };
         let stop_notifier = notifier.clone();
         let stop_server = server.clone();
         let shutdown = async move {
@@ -177,6 +193,9 @@ fn run(opts: Options) -> Result<(), Fatal> {
         };
         daemon::serve(listeners, server, shutdown).await;
         status.abort();
+        if let Some(s) = stats {
+            s.abort();
+        }
         tracing::info!("distccd exiting");
         Ok(())
     });
@@ -189,24 +208,15 @@ fn run(opts: Options) -> Result<(), Fatal> {
 /// READY=1 once serving, then STATUS= whenever the counts change, and
 /// watchdog pings when `WatchdogSec=` asks for them.
 async fn report_status(server: Arc<Server>, notifier: Arc<systemd::Notifier>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let line = || {
-        let s = &server.stats;
-        systemd::status_line(
-            s.running.load(Relaxed),
-            s.compile_ok.load(Relaxed) + s.compile_error.load(Relaxed),
-            s.timeout.load(Relaxed) + s.disconnected.load(Relaxed),
-            s.refused.load(Relaxed) + s.bad_request.load(Relaxed),
-        )
-    };
-    let mut last = line();
+    let mut last = server.status();
     let _ = notifier.send(&format!("READY=1\nSTATUS={last}"));
     let watchdog = systemd::watchdog_interval();
     let tick = watchdog.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
     let mut interval = tokio::time::interval(tick);
     loop {
         interval.tick().await;
-        let now = line();
+        server.live.sample();
+        let now = server.status();
         let mut msg = String::new();
         if now != last {
             msg.push_str(&format!("STATUS={now}\n"));
@@ -235,7 +245,8 @@ fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {
         None => {
             // Over SSH (`--inetd --enable-tcp-insecure`) the allow-list is not
             // consulted, so its absence is no reason to refuse.
-            if !opts.compiler_dir.is_dir() && !(inetd && opts.tcp_insecure) {
+            let ssh_only = inetd && opts.tcp_insecure;
+            if !opts.compiler_dir.is_dir() && !ssh_only {
                 return Err(Fatal(
                     exitcode::COMPILER_MISSING,
                     anyhow!(

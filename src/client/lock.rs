@@ -15,6 +15,8 @@ use super::hosts::HostSpec;
 pub struct Slot {
     _file: File,
     pub name: String,
+    /// The slot number: the name's last `_N`.
+    pub index: u32,
 }
 
 /// Non-blocking whole-file write lock, as distcc's `F_SETLK`.
@@ -33,10 +35,14 @@ pub fn try_lock(dir: &Path, name: &str) -> std::io::Result<Option<Slot>> {
         l_pid: 0,
     };
     match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&fl)) {
-        Ok(_) => Ok(Some(Slot {
-            _file: file,
-            name: name.to_owned(),
-        })),
+        Ok(_) => {
+            let index = name.rsplit('_').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            Ok(Some(Slot {
+                _file: file,
+                name: name.to_owned(),
+                index,
+            }))
+        }
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(None),
         Err(e) => Err(e.into()),
     }

@@ -15,6 +15,7 @@ pub mod lock;
 pub mod log;
 pub mod mode;
 pub mod native;
+pub mod progress;
 pub mod remote;
 pub mod settings;
 
@@ -31,10 +32,12 @@ use std::time::SystemTime;
 use crate::args::classify::{self, Job, Verdict};
 use crate::args::response;
 use crate::exitcode;
+use crate::monitor::state::Phase;
 use crate::protocol::{Reply, Version};
 use hosts::{HostList, HostSpec};
 use lock::{LockDir, Slot};
 use mode::Invocation;
+use progress::Progress;
 use settings::Settings;
 
 pub const USAGE: &str = "\
@@ -208,6 +211,7 @@ struct Client {
     child_env: Vec<(String, String)>,
     path: String,
     locks: Option<LockDir>,
+    progress: Progress,
 }
 
 impl Client {
@@ -219,6 +223,7 @@ impl Client {
             child_env: Vec::new(),
             path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             locks: None,
+            progress: Progress::new(None),
         }
     }
 
@@ -253,6 +258,9 @@ impl Client {
             return exitcode::COMPILER_MISSING;
         };
         self.locks = self.lock_dir();
+        if self.locks.is_some() {
+            self.progress = Progress::new(self.s.distcc_dir.as_deref());
+        }
         if self.s.safeguard >= 1 {
             log::info("called from a compile distcc started: compiling locally");
             return self.run_local(&compiler, &original, false);
@@ -341,7 +349,19 @@ impl Client {
         } else {
             0
         };
-        let _slot = if take_slot { self.local_slot(slots) } else { None };
+        let slot = if take_slot { self.local_slot(slots) } else { None };
+        let input = original
+            .iter()
+            .rev()
+            .map(|a| a.to_string_lossy())
+            .find(|a| crate::args::filename::is_source(a));
+        let slot_no = slot.as_ref().map_or(0, |s| s.index);
+        self.progress.set(
+            Phase::Compile,
+            input.as_deref().unwrap_or(""),
+            "localhost",
+            slot_no,
+        );
         self.spawn_local(compiler, original)
     }
 
@@ -434,18 +454,21 @@ impl Client {
             if usable.is_empty() {
                 return self.give_up(compiler, original, &job, last_failure);
             }
-            let (idx, _slot) = self.pick(&list, &usable);
+            let (idx, slot) = self.pick(&list, &usable);
+            let slot_no = slot.as_ref().map_or(0, |s| s.index);
             let host = &list.hosts[idx];
             if host.is_local() {
                 log::info(&format!(
                     "compiling {} locally: {} came first in the host list",
                     job.input, host.spec
                 ));
-                drop(_slot);
+                drop(slot);
                 return self.run_local(compiler, original, false);
             }
             log::info(&format!("compiling {} on {}", job.input, host.spec));
-            match self.attempt(compiler, &job, host, &list) {
+            self.progress
+                .set(Phase::Connect, &job.input, host_name(host), slot_no);
+            match self.attempt(compiler, &job, host, &list, slot_no) {
                 Attempt::CppFailed(code) => return code,
                 Attempt::HostFault(why) => {
                     log::warn(&format!("{}: {why}", host.spec));
@@ -499,7 +522,7 @@ impl Client {
         }
     }
 
-    fn attempt(&self, compiler: &Path, job: &Job, host: &HostSpec, list: &HostList) -> Attempt {
+    fn attempt(&self, compiler: &Path, job: &Job, host: &HostSpec, list: &HostList, slot_no: u32) -> Attempt {
         let version = if host.protocol() >= 2 {
             Version::V2
         } else {
@@ -517,6 +540,9 @@ impl Client {
             None
         } else {
             _cpp_slot = self.local_slot(list.localslots_cpp);
+            let cpp_no = _cpp_slot.as_ref().map_or(0, |s| s.index);
+            self.progress
+                .set(Phase::Preprocess, &job.input, "localhost", cpp_no);
             match Command::new(compiler)
                 .args(&job.cpp_argv[1..])
                 .envs(self.child_env.iter().map(|(k, v)| (k, v)))
@@ -562,7 +588,12 @@ impl Client {
                 }
             },
         };
-        let reply = match conn.and_then(|c| c.finish(&source)) {
+        self.progress
+            .set(Phase::Send, &job.input, host_name(host), slot_no);
+        let sent = conn.and_then(|mut c| c.send_source(&source).map(|()| c));
+        self.progress
+            .set(Phase::Compile, &job.input, host_name(host), slot_no);
+        let reply = match sent.and_then(|c| c.reply()) {
             Ok(r) => r,
             Err(why) => return Attempt::HostFault(why),
         };
@@ -578,6 +609,8 @@ impl Client {
                 describe(reply.status)
             ));
         }
+        self.progress
+            .set(Phase::Receive, &job.input, host_name(host), slot_no);
         Attempt::Compiled(reply)
     }
 
@@ -628,6 +661,14 @@ impl Client {
             )),
         }
         self.run_local(compiler, original, true)
+    }
+}
+
+/// The host name a monitor shows: no port, no options.
+fn host_name(h: &HostSpec) -> &str {
+    match &h.transport {
+        hosts::Transport::Tcp { host, .. } | hosts::Transport::Ssh { host, .. } => host,
+        hosts::Transport::Local => "localhost",
     }
 }
 

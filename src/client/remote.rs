@@ -97,16 +97,10 @@ impl Conn {
             .map_err(|e| format!("sending the command: {e}"))
     }
 
-    /// DOTI, then the reply.
-    pub fn finish(self, doti: &[u8]) -> Result<Reply, String> {
-        let Conn {
-            mut reader,
-            mut writer,
-            ssh,
-            version,
-        } = self;
+    /// DOTI: the preprocessed source.
+    pub fn send_source(&mut self, doti: &[u8]) -> Result<(), String> {
         let compressed;
-        let data: &[u8] = if version.compressed() {
+        let data: &[u8] = if self.version.compressed() {
             compressed = lzo::compress(doti);
             &compressed
         } else {
@@ -114,11 +108,22 @@ impl Conn {
         };
         let mut header = Vec::with_capacity(12);
         token::encode(token::Tag::Doti, data.len() as u32, &mut header);
-        let sent = writer
+        let w = &mut self.writer;
+        let sent = w
             .write_all(&header)
-            .and_then(|()| writer.write_all(data))
-            .and_then(|()| writer.flush());
-        sent.map_err(|e| format!("sending the source: {e}"))?;
+            .and_then(|()| w.write_all(data))
+            .and_then(|()| w.flush());
+        sent.map_err(|e| format!("sending the source: {e}"))
+    }
+
+    /// Waits for the server's answer.
+    pub fn reply(self) -> Result<Reply, String> {
+        let Conn {
+            mut reader,
+            writer,
+            ssh,
+            version,
+        } = self;
         let limits = Limits {
             max_body: u32::MAX,
             max_plain: usize::MAX >> 1,

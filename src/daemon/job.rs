@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use super::access;
 use super::compilers::Policy;
+use super::live::{Ended, RunningJob};
 use crate::args::server::{self, Refusal};
 use crate::exitcode;
 use crate::protocol::blocking::ReadError;
@@ -88,16 +89,32 @@ pub struct Stats {
 pub struct Server {
     pub config: Config,
     pub slots: Semaphore,
+    /// `--jobs`.
+    pub jobs: usize,
     pub stats: Stats,
+    pub live: super::live::Live,
     next_job: AtomicU64,
 }
 
 impl Server {
+    /// `STATUS=` and the stats page's status line: one computation for both.
+    pub fn status(&self) -> String {
+        let s = &self.stats;
+        super::systemd::status_line(
+            s.running.load(Ordering::Relaxed),
+            s.compile_ok.load(Ordering::Relaxed) + s.compile_error.load(Ordering::Relaxed),
+            s.timeout.load(Ordering::Relaxed) + s.disconnected.load(Ordering::Relaxed),
+            s.refused.load(Ordering::Relaxed) + s.bad_request.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn new(config: Config, jobs: usize) -> Arc<Server> {
         Arc::new(Server {
             config,
             slots: Semaphore::new(jobs),
+            jobs,
             stats: Stats::default(),
+            live: Default::default(),
             next_job: AtomicU64::new(0),
         })
     }
@@ -222,6 +239,27 @@ where
         }
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    let ip = match peer {
+        Peer::Tcp(a) => Some(a.ip()),
+        Peer::Local => None,
+    };
+    match &outcome {
+        Outcome::Compiled {
+            status,
+            compiler,
+            input,
+        } => {
+            let how = if *status == 0 { Ended::Ok } else { Ended::Error };
+            server
+                .live
+                .ended(ip, how, None, Some((compiler, input, ms as u64)));
+        }
+        Outcome::Refused(why) => server.live.ended(ip, Ended::Refused, Some(why), None),
+        Outcome::BadRequest(why) => server.live.ended(ip, Ended::BadRequest, Some(why), None),
+        Outcome::Timeout(why) => server.live.ended(ip, Ended::Timeout, Some(why), None),
+        Outcome::Disconnected(why) => server.live.ended(ip, Ended::Disconnected, Some(why), None),
+        Outcome::Probe => {}
+    }
     // Let the client read everything before the socket closes: closing with
     // unread input makes the kernel send a reset, which can discard the reply.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -376,7 +414,14 @@ where
     };
     let running = server.stats.running.fetch_add(1, Ordering::Relaxed) + 1;
     tracing::debug!("client: {peer} compiling {}: {running} running", job.input_name);
-    let _running = RunningGuard(&server.stats.running);
+    let _running = RunningGuard(&server.stats.running, &server.live, job_no);
+    server.live.start(RunningJob {
+        id: job_no,
+        peer: peer.to_string(),
+        compiler: compiler_name.clone(),
+        input: job.input_name.clone(),
+        started: Instant::now(),
+    });
 
     let dir = match JobDir::create(&cfg.tmpdir, job_no) {
         Ok(d) => d,
@@ -491,11 +536,12 @@ where
     }
 }
 
-struct RunningGuard<'a>(&'a AtomicU64);
+struct RunningGuard<'a>(&'a AtomicU64, &'a super::live::Live, u64);
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.stop(self.2);
     }
 }
 

@@ -13,8 +13,10 @@ pub mod compilers;
 pub mod confd;
 pub mod job;
 pub mod journal;
+pub mod live;
 pub mod options;
 pub mod process;
+pub mod stats;
 pub mod systemd;
 
 use std::future::Future;

@@ -301,6 +301,21 @@ Other:
       --help, --version
 ";
 
+/// The `--conf FILE` named on the command line, if any (read before parsing,
+/// because the file's options go first).
+pub fn conf_file(args: &[String]) -> Option<&str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix("--conf=") {
+            return Some(v);
+        }
+        if a == "--conf" {
+            return it.next().map(String::as_str);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,19 +389,4 @@ mod tests {
         assert_eq!(parse(&v("--help"), 1), Ok(Parsed::Help));
         assert_eq!(parse(&v("--version"), 1), Ok(Parsed::Version));
     }
-}
-
-/// The `--conf FILE` named on the command line, if any (read before parsing,
-/// because the file's options go first).
-pub fn conf_file(args: &[String]) -> Option<&str> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(v) = a.strip_prefix("--conf=") {
-            return Some(v);
-        }
-        if a == "--conf" {
-            return it.next().map(String::as_str);
-        }
-    }
-    None
 }

@@ -3,5 +3,6 @@
 mod client;
 mod common;
 mod daemon;
+mod monitor;
 mod sysbox;
 mod systemd;

@@ -344,6 +344,10 @@ impl RealDaemon {
 
 impl Drop for RealDaemon {
     fn drop(&mut self) {
+        // distccd 3.4 preforks children in its own process group; they would
+        // outlive a kill of the parent alone.
+        let pg = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -1,0 +1,265 @@
+/*!
+What the daemon is doing and has done: running jobs, per-client counts,
+reasons for refusals and failures, and the recent history behind distcc's
+`dcc_*` statistics. Shared by every job; read by the stats page and STATUS=.
+*/
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningJob {
+    pub id: u64,
+    pub peer: String,
+    pub compiler: String,
+    pub input: String,
+    pub started: Instant,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientCounts {
+    pub ok: u64,
+    pub error: u64,
+    pub refused: u64,
+    pub failed: u64,
+}
+
+/// How one job ended, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Ok,
+    Error,
+    Refused,
+    BadRequest,
+    Timeout,
+    Disconnected,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    running: HashMap<u64, RunningJob>,
+    clients: BTreeMap<IpAddr, ClientCounts>,
+    reasons: BTreeMap<String, u64>,
+    /// When compiles finished, for the 1/5/15-minute counts.
+    finished: VecDeque<Instant>,
+    /// (running jobs, when) once a second, for the averages and the graph.
+    samples: VecDeque<(u64, Instant)>,
+    longest: Option<(String, String, u64)>,
+    max_running: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Live(Mutex<Inner>);
+
+const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A copy of everything, at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub running: Vec<RunningJob>,
+    pub clients: Vec<(IpAddr, ClientCounts)>,
+    pub reasons: Vec<(String, u64)>,
+    /// Compiles finished in the last 1, 5 and 15 minutes.
+    pub compiles: [u64; 3],
+    /// Average running jobs over the last 1, 5 and 15 minutes.
+    pub avg_running: [f64; 3],
+    /// Running jobs, one sample a second, oldest first (last 5 minutes).
+    pub history: Vec<u64>,
+    pub longest: Option<(String, String, u64)>,
+    pub max_running: u64,
+    pub taken: SystemTime,
+    pub now: Instant,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn start(&self, job: RunningJob) {
+        let mut g = self.lock();
+        g.running.insert(job.id, job);
+        g.max_running = g.max_running.max(g.running.len() as u64);
+    }
+
+    pub fn stop(&self, id: u64) {
+        self.lock().running.remove(&id);
+    }
+
+    pub fn ended(
+        &self,
+        peer: Option<IpAddr>,
+        how: Ended,
+        reason: Option<&str>,
+        compiled: Option<(&str, &str, u64)>,
+    ) {
+        let mut g = self.lock();
+        if let Some(ip) = peer {
+            let c = g.clients.entry(ip.to_canonical()).or_default();
+            match how {
+                Ended::Ok => c.ok += 1,
+                Ended::Error => c.error += 1,
+                Ended::Refused | Ended::BadRequest => c.refused += 1,
+                Ended::Timeout | Ended::Disconnected => c.failed += 1,
+            }
+        }
+        if let Some(r) = reason {
+            *g.reasons.entry(reason_key(r)).or_default() += 1;
+        }
+        if let Some((compiler, input, ms)) = compiled {
+            let now = Instant::now();
+            g.finished.push_back(now);
+            while g
+                .finished
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > WINDOW)
+            {
+                g.finished.pop_front();
+            }
+            if g.longest.as_ref().is_none_or(|(_, _, l)| ms > *l) {
+                g.longest = Some((input.to_owned(), compiler.to_owned(), ms));
+            }
+        }
+    }
+
+    /// Called once a second.
+    pub fn sample(&self) {
+        let mut g = self.lock();
+        let now = Instant::now();
+        let n = g.running.len() as u64;
+        g.samples.push_back((n, now));
+        while g
+            .samples
+            .front()
+            .is_some_and(|(_, t)| now.duration_since(*t) > WINDOW)
+        {
+            g.samples.pop_front();
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let g = self.lock();
+        let now = Instant::now();
+        let within = |t: &Instant, mins: u64| now.duration_since(*t) <= Duration::from_secs(mins * 60);
+        let compiles = [1, 5, 15].map(|m| g.finished.iter().filter(|t| within(t, m)).count() as u64);
+        let avg_running = [1, 5, 15].map(|m| {
+            let v: Vec<u64> = g
+                .samples
+                .iter()
+                .filter(|(_, t)| within(t, m))
+                .map(|(n, _)| *n)
+                .collect();
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<u64>() as f64 / v.len() as f64
+            }
+        });
+        let mut running: Vec<RunningJob> = g.running.values().cloned().collect();
+        running.sort_by_key(|j| j.id);
+        Snapshot {
+            running,
+            clients: g.clients.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            reasons: g.reasons.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            compiles,
+            avg_running,
+            history: g
+                .samples
+                .iter()
+                .filter(|(_, t)| within(t, 5))
+                .map(|(n, _)| *n)
+                .collect(),
+            longest: g.longest.clone(),
+            max_running: g.max_running,
+            taken: SystemTime::now(),
+            now,
+        }
+    }
+}
+
+/// Reasons are grouped by their text with the client's address taken out,
+/// so "access denied" from many clients counts as one reason. Pure.
+pub fn reason_key(r: &str) -> String {
+    r.split_whitespace()
+        .map(|w| {
+            if w.parse::<IpAddr>().is_ok() || w.trim_end_matches(':').parse::<std::net::SocketAddr>().is_ok()
+            {
+                "ADDR"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_reasons() {
+        let live = Live::default();
+        let ip: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        live.start(RunningJob {
+            id: 1,
+            peer: "10.0.0.2:5".into(),
+            compiler: "gcc".into(),
+            input: "a.c".into(),
+            started: Instant::now(),
+        });
+        live.start(RunningJob {
+            id: 2,
+            peer: "10.0.0.2:6".into(),
+            compiler: "gcc".into(),
+            input: "b.c".into(),
+            started: Instant::now(),
+        });
+        live.stop(1);
+        live.ended(Some(ip), Ended::Ok, None, Some(("gcc", "a.c", 40)));
+        live.ended(
+            Some(ip),
+            Ended::Refused,
+            Some("access denied: client 10.0.0.2 is not in this server's --allow list"),
+            None,
+        );
+        live.ended(
+            Some("10.0.0.3".parse().unwrap()),
+            Ended::Refused,
+            Some("access denied: client 10.0.0.3 is not in this server's --allow list"),
+            None,
+        );
+        live.sample();
+        let s = live.snapshot();
+        assert_eq!(
+            s.running.iter().map(|j| j.input.as_str()).collect::<Vec<_>>(),
+            ["b.c"]
+        );
+        assert_eq!(
+            s.clients[0],
+            (
+                "10.0.0.2".parse().unwrap(),
+                ClientCounts {
+                    ok: 1,
+                    error: 0,
+                    refused: 1,
+                    failed: 0
+                }
+            )
+        );
+        assert_eq!(
+            s.reasons,
+            [(
+                "access denied: client ADDR is not in this server's --allow list".to_owned(),
+                2
+            )]
+        );
+        assert_eq!(s.compiles, [1, 1, 1]);
+        assert_eq!(s.max_running, 2);
+        assert_eq!(s.longest, Some(("a.c".into(), "gcc".into(), 40)));
+        assert_eq!(s.history, [1]);
+        assert_eq!(s.avg_running[0], 1.0);
+    }
+}
