@@ -92,6 +92,9 @@ fn distccd_under_systemd() {
         text(&verify.stderr)
     );
 
+    // The shipped conf.d, with the statistics page on.
+    b.sh("sed -i 's/^DISTCC_ARGS=\"--allow 127.0.0.1\"$/DISTCC_ARGS=\"--allow 127.0.0.1 --stats\"/' /etc/conf.d/distccd && grep -q -- '--stats' /etc/conf.d/distccd");
+
     // Enabling the socket starts no daemon.
     b.sh("systemctl enable --now distccd.socket");
     assert_eq!(
@@ -171,6 +174,10 @@ fn distccd_under_systemd() {
         "systemctl status distccd --no-pager | grep 'Status: \"0 running, 1 served'",
     );
     assert!(st.contains("0 failed, 0 refused"), "{st}");
+    // The stats page says the same as STATUS=.
+    let status = b.sh("systemctl show -p StatusText --value distccd").trim().to_owned();
+    let page = b.sh("curl -s http://127.0.0.1:3633/");
+    assert!(page.contains(&format!("\nstatus {status}\n")), "STATUS={status} vs {page}");
 
     // Watchdog: with a 2 s WatchdogSec the service keeps running (pings work).
     b.sh("mkdir -p /run/systemd/system/distccd.service.d && printf '[Service]\\nWatchdogSec=2\\n' > /run/systemd/system/distccd.service.d/wd.conf && systemctl daemon-reload && systemctl restart distccd.service");
