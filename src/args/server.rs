@@ -60,6 +60,8 @@ pub fn check_assembler_option(opt: &str, word: &str) -> Result<(), Refusal> {
 }
 
 pub fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
+    // cc1 and LLVM options that load code or read files, and driver ones
+    // that would if passed on.
     const PLUGINS: &[&str] = &[
         "-load",
         "-plugin",
@@ -67,8 +69,27 @@ pub fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
         "-fplugin",
         "-fpass-plugin",
         "-include",
+        "-imacros",
+        "-B",
+        "-specs",
+        "--specs",
+        "-wrapper",
+        "-isysroot",
+        "--sysroot",
     ];
-    if PLUGINS.iter().any(|p| value.starts_with(p)) || names_a_path(value) {
+    // cc1 takes outputs, inputs and plugins through -Xclang; only flags of
+    // the kinds that change code generation or diagnostics pass.
+    const XCLANG_KINDS: &[&str] = &[
+        "-f",
+        "-W",
+        "-disable-",
+        "-target-feature",
+        "-target-cpu",
+        "+",
+        "-mconstructor-aliases",
+    ];
+    let unknown_cc1 = word == "-Xclang" && !XCLANG_KINDS.iter().any(|k| value.starts_with(k));
+    if unknown_cc1 || PLUGINS.iter().any(|p| value.starts_with(p)) || names_a_path(value) {
         return refuse(format!(
             "{word} {value}: {}",
             "it can load code or name files on the server"
@@ -79,7 +100,12 @@ pub fn check_forwarded(value: &str, word: &str) -> Result<(), Refusal> {
 
 /// Checks `argv` and rewrites it to compile into `output`; the input becomes
 /// `input(client's input name)`.
-pub fn rewrite(argv: &[String], input: impl Fn(&str) -> String, output: &str) -> Result<ServerJob, Refusal> {
+pub fn rewrite(
+    argv: &[String],
+    input: impl Fn(&str) -> String,
+    output: &str,
+    sysroots: &[String],
+) -> Result<ServerJob, Refusal> {
     let Some((compiler, words)) = argv.split_first() else {
         return refuse("empty command line");
     };
@@ -87,6 +113,13 @@ pub fn rewrite(argv: &[String], input: impl Fn(&str) -> String, output: &str) ->
     let mut compile = false;
     let mut input_name: Option<String> = None;
     let mut output_seen = false;
+    // gcc expands `@file` in any word, a flag's separate value included
+    // (`-D @/etc/shadow`), so no word may start with `@`.
+    if let Some(w) = words.iter().find(|w| w.starts_with('@')) {
+        return refuse(format!(
+            "'{w}': response files would be read on the server; expand them on the client"
+        ));
+    }
     let mut i = 0;
     while i < words.len() {
         let word = words[i].as_str();
@@ -174,6 +207,15 @@ pub fn rewrite(argv: &[String], input: impl Fn(&str) -> String, output: &str) ->
             }
             Server::Forwarded => {
                 check_forwarded(value.unwrap_or_default(), word)?;
+                push_as_is(&mut out);
+            }
+            Server::Sysroot => {
+                let dir = value.unwrap_or_default().trim_start_matches('=');
+                if !sysroots.iter().any(|s| s == dir) {
+                    return refuse(format!(
+                        "option '{word}' names sysroot '{dir}', which this server does not offer (--allow-sysroot)"
+                    ));
+                }
                 push_as_is(&mut out);
             }
         }
@@ -310,7 +352,7 @@ mod tests {
     }
 
     fn run(cmd: &str) -> Result<String, String> {
-        rewrite(&words(cmd), |_| "IN.i".into(), "OUT.o")
+        rewrite(&words(cmd), |_| "IN.i".into(), "OUT.o", &["/opt/sdk".to_owned()])
             .map(|j| j.argv.join(" "))
             .map_err(|r| r.0)
     }
@@ -365,7 +407,13 @@ mod tests {
         for (cmd, want) in cases {
             assert_eq!(run(cmd), Ok(want.to_owned()), "{cmd}");
         }
-        let job = rewrite(&words("g++ -c dir/a.cpp -o a.o"), |w| format!("<{w}>"), "OUT").unwrap();
+        let job = rewrite(
+            &words("g++ -c dir/a.cpp -o a.o"),
+            |w| format!("<{w}>"),
+            "OUT",
+            &[],
+        )
+        .unwrap();
         assert_eq!((job.input_name.as_str(), job.input_ext), ("dir/a.cpp", "ii"));
         assert_eq!(job.argv[2], "<dir/a.cpp>");
     }
@@ -381,10 +429,15 @@ mod tests {
             ("gcc -B /tmp/evil -c a.c", "load or run"),
             ("gcc -wrapper /bin/sh,-c -c a.c", "load or run"),
             ("gcc @/etc/shadow -c a.c", "response files"),
+            ("gcc -D @/etc/shadow -c a.c", "response files"),
+            ("gcc -c a.c -target @/etc/shadow", "response files"),
+            ("gcc -c a.c --param @/etc/shadow", "response files"),
             ("gcc -include /etc/shadow -c a.c", "read a file"),
             ("gcc -imacros/etc/shadow -c a.c", "read a file"),
-            ("gcc --sysroot=/ -c a.c", "read a file"),
-            ("gcc -isysroot / -c a.c", "read a file"),
+            ("gcc --sysroot=/ -c a.c", "does not offer"),
+            ("gcc --sysroot / -c a.c", "does not offer"),
+            ("gcc -isysroot / -c a.c", "does not offer"),
+            ("gcc -isysroot/etc -c a.c", "does not offer"),
             ("gcc -c a.c -MD -MF /etc/x.d", "preprocessing"),
             ("gcc -E a.c", "preprocessing"),
             ("gcc -c a.c -save-temps=/tmp", "write a file"),
@@ -397,6 +450,11 @@ mod tests {
             ("gcc -c a.c -Wa,-alh=/tmp/listing", "assembler option"),
             ("gcc -c a.c -Xassembler --MD", "assembler option"),
             ("clang -c a.c -Xclang -load -Xclang /tmp/p.so", "load code"),
+            ("clang -c a.c -Xclang -o -Xclang x", "load code or name files"),
+            (
+                "clang -c a.c -Xclang -dependency-file -Xclang x.d",
+                "load code or name files",
+            ),
             ("clang -c a.c -mllvm -info-output-file=/tmp/x", "load code"),
             ("clang -c a.c -fpass-plugin=/tmp/p.so", "load or run"),
             ("gcc -c a.c -march=native", "server's CPU"),

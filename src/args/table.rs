@@ -39,6 +39,9 @@ pub enum Server {
     Assembler,
     /// `-Xclang` / `-mllvm`: options for a sub-tool, checked for plugins and paths.
     Forwarded,
+    /// `--sysroot`/`-isysroot`: accepted only for a directory the
+    /// administrator listed (`--allow-sysroot`).
+    Sysroot,
 }
 
 /// What the client does with a flag.
@@ -111,7 +114,7 @@ pub static FLAGS: &[Flag] = &[
     f("--param", Separate, Both, Keep),
     f("--param=", Prefix, Both, Keep),
     f("--specs", Prefix, Local(RUNS_CODE), Refuse(RUNS_CODE)),
-    f("--sysroot", Prefix, CppOnly, Refuse(READS_FILE)),
+    f("--sysroot", JoinedOrSeparate, CppOnly, Sysroot),
     f("--target=", Prefix, Both, Keep),
     f("-B", JoinedOrSeparate, Local(RUNS_CODE), Refuse(RUNS_CODE)),
     f("-D", JoinedOrSeparate, CppOnly, Keep),
@@ -181,7 +184,7 @@ pub static FLAGS: &[Flag] = &[
     f("-include", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
     f("-iprefix", JoinedOrSeparate, CppOnly, Keep),
     f("-iquote", JoinedOrSeparate, CppOnly, Keep),
-    f("-isysroot", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
+    f("-isysroot", JoinedOrSeparate, CppOnly, Sysroot),
     f("-isystem", JoinedOrSeparate, CppOnly, Keep),
     f("-iwithprefix", JoinedOrSeparate, CppOnly, Keep),
     f("-iwithprefixbefore", JoinedOrSeparate, CppOnly, Keep),

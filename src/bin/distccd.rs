@@ -137,6 +137,13 @@ fn run(opts: Options) -> Result<(), Fatal> {
         process::write_pid_file(p).map_err(fatal(exitcode::IO_ERROR))?;
     }
     let config = config(&opts, inetd)?;
+    if !inetd {
+        let removed = daemon::job::remove_stale_job_dirs(&config.tmpdir);
+        if removed > 0 {
+            tracing::info!("removed {removed} job director(ies) left by a distccd that was killed");
+        }
+    }
+    raise_fd_limit();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -231,6 +238,18 @@ async fn report_status(server: Arc<Server>, notifier: Arc<systemd::Notifier>) {
     }
 }
 
+/// Connections, compiler pipes and job files all take descriptors; the soft
+/// limit (often 1024) is raised to the hard one so that --max-connections
+/// can be met.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {
     let compilers = match std::env::var_os("DISTCC_CMDLIST") {
         Some(list) => {
@@ -278,13 +297,19 @@ fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {
         allow: opts.allow.clone(),
         compilers,
         tcp_insecure: opts.tcp_insecure,
-        limits: Limits::default(),
-        request_timeout: io_timeout,
+        limits: Limits {
+            max_plain: opts.max_input_mb << 20,
+            max_body: u32::try_from(opts.max_input_mb << 20).unwrap_or(u32::MAX),
+            ..Limits::default()
+        },
+        request_timeout: opts.request_timeout,
         io_timeout,
         job_lifetime: opts.job_lifetime,
         tmpdir: std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
         path,
         max_output: 16 << 20,
+        max_connections: opts.max_connections,
+        sysroots: opts.sysroots.clone(),
     })
 }
 

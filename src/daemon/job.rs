@@ -71,6 +71,9 @@ pub struct Config {
     pub path: OsString,
     /// Most bytes of compiler stdout or stderr kept for the reply.
     pub max_output: usize,
+    pub max_connections: usize,
+    /// `--sysroot` values clients may name.
+    pub sysroots: Vec<String>,
 }
 
 /// Counters, shared by every job (also the source of STATUS= and stats later).
@@ -149,6 +152,46 @@ impl JobDir {
         fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(JobDir(path))
     }
+}
+
+/// The pid that made a job directory, from its name. Pure.
+pub fn job_dir_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("distccd-rs.")?;
+    let mut parts = rest.split('.');
+    let pid = parts.next()?.parse().ok()?;
+    parts.next()?.parse::<u64>().ok()?;
+    Some(pid)
+}
+
+/// Removes job directories left by a distccd that was killed (SIGKILL, a
+/// crash, power loss): those whose daemon is no longer running. Only our own
+/// names, and only directories, are touched.
+pub fn remove_stale_job_dirs(tmpdir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(tmpdir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = job_dir_owner(&name.to_string_lossy()) else {
+            continue;
+        };
+        let alive = pid == std::process::id()
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+                .map_or_else(|e| e != nix::errno::Errno::ESRCH, |()| true);
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if !alive && is_dir && fs::remove_dir_all(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Free bytes where jobs are written.
+fn free_space(dir: &Path) -> Option<u64> {
+    nix::sys::statvfs::statvfs(dir)
+        .ok()
+        .map(|v| v.blocks_available() * v.fragment_size())
 }
 
 impl Drop for JobDir {
@@ -399,7 +442,7 @@ where
     // Compile in the job directory with relative names, so diagnostics and
     // objects name `x.i` exactly as a local compile of `x.i` would.
     let job_no = server.next_job.fetch_add(1, Ordering::Relaxed);
-    let job = match server::rewrite(&argv, job_input_name, "distccd-output.o") {
+    let job = match server::rewrite(&argv, job_input_name, "distccd-output.o", &cfg.sysroots) {
         Ok(j) => j,
         Err(Refusal(why)) => {
             return refuse(server, writer, version, exitcode::ACCESS_DENIED, why).await;
@@ -423,6 +466,20 @@ where
         started: Instant::now(),
     });
 
+    // A full disk would otherwise look like a compile error in the user's
+    // code; said up front, the client knows to go elsewhere.
+    let need = request.doti.len() as u64 * 3 + (4 << 20);
+    if let Some(free) = free_space(&cfg.tmpdir)
+        && free < need
+    {
+        let why = format!(
+            "server TMPDIR {} is full: {} KiB free, a job this size needs {} KiB",
+            cfg.tmpdir.display(),
+            free >> 10,
+            need >> 10
+        );
+        return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
+    }
     let dir = match JobDir::create(&cfg.tmpdir, job_no) {
         Ok(d) => d,
         Err(e) => {
@@ -508,6 +565,14 @@ where
         Err(other) => return other,
     };
     let status = status.into_raw() as u32;
+    if status != 0 && free_space(&cfg.tmpdir).is_some_and(|f| f < (1 << 20)) {
+        drop(dir);
+        let why = format!(
+            "server TMPDIR {} ran out of space during the compile",
+            cfg.tmpdir.display()
+        );
+        return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
+    }
     let mut object = Vec::new();
     if status == 0 {
         match fs::read(dir.0.join("distccd-output.o")) {
@@ -602,6 +667,20 @@ async fn client_gone<R: AsyncRead + Unpin>(reader: &mut R) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_dir_names() {
+        assert_eq!(job_dir_owner("distccd-rs.1234.7.0badf00d"), Some(1234));
+        for other in [
+            "distccd-rs.x.7.1",
+            "distccd-rs.1234",
+            "distccd_1234",
+            "other",
+            "distccd-rs...",
+        ] {
+            assert_eq!(job_dir_owner(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn job_input_names() {

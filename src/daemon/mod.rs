@@ -28,17 +28,14 @@ use tokio::sync::Semaphore;
 
 pub use job::{Config, Peer, Server, Stats};
 
-/// Connections read at the same time. Compiles are limited separately by
-/// `--jobs`; this bounds memory and file descriptors.
-pub const MAX_CONNECTIONS: usize = 256;
-
 /// How long a stopping server lets running jobs finish.
 pub const DRAIN: Duration = Duration::from_secs(60);
 
 /// Serves on every listener until `shutdown` resolves, then lets running
 /// jobs finish (up to `DRAIN`).
 pub async fn serve(listeners: Vec<TcpListener>, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
-    let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Compiles are limited by --jobs; this bounds memory and descriptors.
+    let conns = Arc::new(Semaphore::new(server.config.max_connections));
     // Every connection task holds a clone; when all are dropped, `recv` ends.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut acceptors = tokio::task::JoinSet::new();

@@ -71,6 +71,15 @@ pub struct Options {
     pub chroot: Option<PathBuf>,
     /// `--conf FILE`: where DISTCC_ARGS came from (for messages).
     pub conf: Option<PathBuf>,
+    /// Time a client has to send its whole request (a trickling client
+    /// holds a connection, never a compile slot, and not for longer).
+    pub request_timeout: Duration,
+    /// Connections read at once; more wait in the kernel's queue.
+    pub max_connections: usize,
+    /// Largest preprocessed source accepted, in MiB (after decompression).
+    pub max_input_mb: usize,
+    /// `--sysroot`/`-isysroot` values a client may name.
+    pub sysroots: Vec<String>,
 }
 
 impl Options {
@@ -96,6 +105,10 @@ impl Options {
             compiler_dir: PathBuf::from("/usr/lib/distcc"),
             chroot: None,
             conf: None,
+            request_timeout: Duration::from_secs(60),
+            max_connections: 256,
+            max_input_mb: 256,
+            sysroots: Vec::new(),
         }
     }
 }
@@ -111,6 +124,7 @@ pub enum Parsed {
 const OPTIONS: &[(&str, Option<char>, bool)] = &[
     ("allow", Some('a'), true),
     ("allow-private", None, false),
+    ("allow-sysroot", None, true),
     ("chroot", None, true),
     ("compiler-dir", None, true),
     ("conf", None, true),
@@ -126,12 +140,15 @@ const OPTIONS: &[(&str, Option<char>, bool)] = &[
     ("log-level", None, true),
     ("log-stderr", None, false),
     ("make-me-a-botnet", None, false),
+    ("max-connections", None, true),
+    ("max-input-mb", None, true),
     ("nice", Some('N'), true),
     ("no-detach", None, false),
     ("no-fifo", None, false),
     ("no-fork", None, false),
     ("pid-file", Some('P'), true),
     ("port", Some('p'), true),
+    ("request-timeout", None, true),
     ("stats", None, false),
     ("stats-port", None, true),
     ("user", None, true),
@@ -203,6 +220,10 @@ pub fn parse(args: &[String], ncpus: usize) -> Result<Parsed, String> {
             "allow-private" => private = true,
             "compiler-dir" => o.compiler_dir = PathBuf::from(v),
             "chroot" => o.chroot = Some(PathBuf::from(v)),
+            "allow-sysroot" => o.sysroots.push(v.to_owned()),
+            "max-connections" => o.max_connections = number(name, v, 1, 65536)?,
+            "max-input-mb" => o.max_input_mb = number(name, v, 1, 4096)?,
+            "request-timeout" => o.request_timeout = Duration::from_secs(number(name, v, 1, 86400)?),
             "conf" => o.conf = Some(PathBuf::from(v)),
             "daemon" => o.mode = Mode::Daemon,
             "enable-tcp-insecure" | "make-me-a-botnet" => o.tcp_insecure = true,
@@ -278,6 +299,11 @@ Configuration:
                              come after them and win
       --chroot DIR           serve from inside DIR: compilers, allow-list and
                              TMPDIR are the chroot's (for a 32-bit chroot)
+Limits (every byte from the network is a stranger's):
+      --request-timeout S    time a client has to send a request (default 60)
+      --max-connections N    connections read at once (default 256); more wait
+      --max-input-mb N       largest preprocessed source, in MiB (default 256)
+      --allow-sysroot DIR    a --sysroot/-isysroot clients may name (repeatable)
 Serving:
       --daemon               serve on a TCP socket (default unless stdin is one)
       --inetd                serve one connection on stdin/stdout

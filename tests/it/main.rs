@@ -3,6 +3,8 @@
 mod client;
 mod common;
 mod daemon;
+mod fuzz;
+mod hostile;
 mod monitor;
 mod sysbox;
 mod systemd;

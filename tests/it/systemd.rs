@@ -175,9 +175,15 @@ fn distccd_under_systemd() {
     );
     assert!(st.contains("0 failed, 0 refused"), "{st}");
     // The stats page says the same as STATUS=.
-    let status = b.sh("systemctl show -p StatusText --value distccd").trim().to_owned();
+    let status = b
+        .sh("systemctl show -p StatusText --value distccd")
+        .trim()
+        .to_owned();
     let page = b.sh("curl -s http://127.0.0.1:3633/");
-    assert!(page.contains(&format!("\nstatus {status}\n")), "STATUS={status} vs {page}");
+    assert!(
+        page.contains(&format!("\nstatus {status}\n")),
+        "STATUS={status} vs {page}"
+    );
 
     // Watchdog: with a 2 s WatchdogSec the service keeps running (pings work).
     b.sh("mkdir -p /run/systemd/system/distccd.service.d && printf '[Service]\\nWatchdogSec=2\\n' > /run/systemd/system/distccd.service.d/wd.conf && systemctl daemon-reload && systemctl restart distccd.service");
