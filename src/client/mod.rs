@@ -108,41 +108,17 @@ pub fn main(os_args: Vec<OsString>) -> u8 {
             print!("{}", crate::version_banner("distcc"));
             0
         }
-        Invocation::ShowHosts | Invocation::Jobs => {
-            let shows = matches!(mode::detect(&argv0, &args), Invocation::ShowHosts);
-            match load_hosts(&settings) {
-                Ok((list, _)) if shows => {
-                    for h in &list.hosts {
-                        println!("{}", h.spec);
-                    }
-                    0
-                }
-                Ok((list, _)) => {
-                    println!("{}", hosts::total_slots(&list));
-                    0
-                }
-                Err(e) => {
-                    eprintln!("distcc[{}] ERROR: {e}", std::process::id());
-                    exitcode::BAD_HOSTSPEC
-                }
-            }
-        }
-        Invocation::HostsForPort(port) => {
-            let Ok(port) = port.parse::<u16>() else {
+        Invocation::ShowHosts => with_hosts(&settings, |list| {
+            list.hosts.iter().map(|h| h.spec.clone()).collect()
+        }),
+        Invocation::Jobs => with_hosts(&settings, |list| vec![hosts::total_slots(list).to_string()]),
+        Invocation::HostsForPort(port) => match port.parse::<u16>() {
+            Ok(port) => with_hosts(&settings, |list| vec![hosts::with_port(list, port)]),
+            Err(_) => {
                 eprintln!("distcc: --hosts-for-port needs a port number, not '{port}'");
-                return exitcode::BAD_ARGUMENTS;
-            };
-            match load_hosts(&settings) {
-                Ok((list, _)) => {
-                    println!("{}", hosts::with_port(&list, port));
-                    0
-                }
-                Err(e) => {
-                    eprintln!("distcc[{}] ERROR: {e}", std::process::id());
-                    exitcode::BAD_HOSTSPEC
-                }
+                exitcode::BAD_ARGUMENTS
             }
-        }
+        },
         Invocation::Usage(msg) => {
             eprintln!("distcc: {msg}\nTry 'distcc --help' for more information.");
             exitcode::BAD_ARGUMENTS
@@ -161,6 +137,22 @@ pub fn main(os_args: Vec<OsString>) -> u8 {
                 os_args.iter().skip(1).cloned().collect()
             };
             Client::new(settings, masquerade, &argv0).compile(original)
+        }
+    }
+}
+
+/// Prints what `show` makes of the host list, a line per item; exit code.
+fn with_hosts(settings: &Settings, show: impl Fn(&HostList) -> Vec<String>) -> u8 {
+    match load_hosts(settings) {
+        Ok((list, _)) => {
+            for line in show(&list) {
+                println!("{line}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("distcc[{}] ERROR: {e}", std::process::id());
+            exitcode::BAD_HOSTSPEC
         }
     }
 }

@@ -42,8 +42,9 @@ struct Inner {
     running: HashMap<u64, RunningJob>,
     clients: BTreeMap<IpAddr, ClientCounts>,
     reasons: BTreeMap<String, u64>,
-    /// When compiles finished, for the 1/5/15-minute counts.
-    finished: VecDeque<Instant>,
+    /// Compiles finished per second (bucket start, count), for the
+    /// 1/5/15-minute counts: at most 900 entries however busy the server.
+    finished: VecDeque<(Instant, u64)>,
     /// (running jobs, when) once a second, for the averages and the graph.
     samples: VecDeque<(u64, Instant)>,
     longest: Option<(String, String, u64)>,
@@ -110,11 +111,14 @@ impl Live {
         }
         if let Some((compiler, input, ms)) = compiled {
             let now = Instant::now();
-            g.finished.push_back(now);
+            match g.finished.back_mut() {
+                Some((start, n)) if now.duration_since(*start) < Duration::from_secs(1) => *n += 1,
+                _ => g.finished.push_back((now, 1)),
+            }
             while g
                 .finished
                 .front()
-                .is_some_and(|t| now.duration_since(*t) > WINDOW)
+                .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
             {
                 g.finished.pop_front();
             }
@@ -143,7 +147,13 @@ impl Live {
         let g = self.lock();
         let now = Instant::now();
         let within = |t: &Instant, mins: u64| now.duration_since(*t) <= Duration::from_secs(mins * 60);
-        let compiles = [1, 5, 15].map(|m| g.finished.iter().filter(|t| within(t, m)).count() as u64);
+        let compiles = [1, 5, 15].map(|m| {
+            g.finished
+                .iter()
+                .filter(|(t, _)| within(t, m))
+                .map(|(_, n)| n)
+                .sum()
+        });
         let avg_running = [1, 5, 15].map(|m| {
             let v: Vec<u64> = g
                 .samples
