@@ -6,5 +6,6 @@ mod daemon;
 mod fuzz;
 mod hostile;
 mod monitor;
+mod package;
 mod sysbox;
 mod systemd;
