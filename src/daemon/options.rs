@@ -317,6 +317,10 @@ Serving:
       --lifetime S           exit after S seconds
       --user USER            user to run as when started as root (default nobody)
   -P, --pid-file FILE        write the daemon's pid here
+Statistics:
+      --stats                serve statistics over HTTP: distcc 3.4's text for
+                             scrapers, JSON at /stats.json, a live page for browsers
+      --stats-port N         their port (default 3633)
 Logging:
       --log-file FILE        log here instead of stderr
       --log-level LEVEL      error, warning, notice (default), info, debug

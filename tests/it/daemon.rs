@@ -365,7 +365,9 @@ fn compilers_outside_the_allow_list_are_refused() {
         let reply = raw_request(d.addr(), None, &request(Version::V1, argv, b"int x;\n")).unwrap();
         assert_eq!(reply.status, 113 << 8, "{argv:?}");
         assert!(
-            ["refused", "two inputs", "response files"].iter().any(|w| text(&reply.stderr).contains(w)),
+            ["refused", "two inputs", "response files"]
+                .iter()
+                .any(|w| text(&reply.stderr).contains(w)),
             "{argv:?}: {}",
             text(&reply.stderr)
         );
