@@ -255,16 +255,7 @@ fn our_client_with_real_distccd_3_4() {
 #[test]
 fn our_client_with_our_distccd() {
     let dir = TestDir::new("our-server");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     run_matrix(&[
         format!("127.0.0.1:{}", d.port),
         format!("127.0.0.1:{},lzo", d.port),
@@ -275,16 +266,7 @@ fn our_client_with_our_distccd() {
 #[test]
 fn response_files_masquerade_and_implicit_mode() {
     let dir = TestDir::new("modes");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = project(&dir);
     let hosts = format!("127.0.0.1:{},lzo", d.port);
     fs::create_dir_all(src.join("inc dir")).unwrap();
@@ -383,20 +365,7 @@ fn response_files_masquerade_and_implicit_mode() {
 #[test]
 fn fifty_parallel_compiles_respect_the_host_limit() {
     let dir = TestDir::new("parallel");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--jobs",
-            "8",
-            "--log-level",
-            "debug",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &["--jobs", "8", "--log-level", "debug"]);
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     for i in 0..50 {
@@ -560,16 +529,7 @@ fn failing_servers_lose_nothing() {
         }
     }
     // The next host in the list takes the job when the first fails.
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     clear_marks(&src);
     let hosts = format!("127.0.0.1:{} 127.0.0.1:{}", free_port(), d.port);
     let out = our_client(
@@ -590,16 +550,7 @@ fn failing_servers_lose_nothing() {
 #[test]
 fn user_errors_do_not_back_off_the_host() {
     let dir = TestDir::new("user-errors");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = project(&dir);
     let hosts = format!("127.0.0.1:{}", d.port);
     // A preprocessing error (missing header) happens here: exit 1, the
@@ -643,16 +594,7 @@ fn user_errors_do_not_back_off_the_host() {
 #[test]
 fn refusals_are_explained_and_fall_back() {
     let dir = TestDir::new("refusal");
-    let allowed = compiler_dir(&dir, &["cc"]);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, &["cc"], &[]);
     let src = project(&dir);
     let hosts = format!("127.0.0.1:{}", d.port);
     let out = our_client(
@@ -705,16 +647,7 @@ fn show_hosts_jobs_help_version() {
 #[test]
 fn clang_dwarf5_debug_info_stays_local_and_says_why() {
     let dir = TestDir::new("clang-g");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = project(&dir);
     let out = our_client(
         &src,
@@ -864,18 +797,7 @@ fn ssh_transport_runs_distccd_inetd_over_real_sshd() {
 #[test]
 fn a_daemon_killed_mid_job_loses_nothing() {
     let dir = TestDir::new("killed");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let mut d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--log-level",
-            "debug",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let mut d = Daemon::serving(&dir, ALLOWED, &["--log-level", "debug"]);
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     // Big enough that gcc -O2 takes a while on the server.
@@ -920,16 +842,7 @@ fn a_daemon_killed_mid_job_loses_nothing() {
 #[test]
 fn ccache_prefix_backoff_zero_log_file_and_hosts_file() {
     let dir = TestDir::new("misc");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = project(&dir);
     let hosts = format!("127.0.0.1:{}", d.port);
 

@@ -84,16 +84,7 @@ fn distributed_equals_local(
 fn real_client_builds_c_and_cxx_identical_to_local() {
     require_real_distcc();
     let dir = TestDir::new("identical");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = project(&dir);
     let plain = format!("127.0.0.1:{}", d.port);
     let lzo = format!("127.0.0.1:{},lzo", d.port);
@@ -157,16 +148,7 @@ fn real_client_builds_c_and_cxx_identical_to_local() {
 fn warnings_and_errors_are_relayed() {
     require_real_distcc();
     let dir = TestDir::new("diagnostics");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = project(&dir);
     for hosts in [
         format!("127.0.0.1:{}", d.port),
@@ -214,18 +196,7 @@ fn warnings_and_errors_are_relayed() {
 fn fifty_concurrent_compiles_with_two_job_slots() {
     require_real_distcc();
     let dir = TestDir::new("fifty");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--jobs",
-            "2",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &["--jobs", "2"]);
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     for i in 0..50 {
@@ -303,16 +274,7 @@ fn good_job(d: &Daemon, source: Option<IpAddr>) {
 fn compilers_outside_the_allow_list_are_refused() {
     require_real_distcc();
     let dir = TestDir::new("whitelist");
-    let allowed = compiler_dir(&dir, &["gcc", "x86_64-linux-gnu-gcc"]);
-    let mut d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let mut d = Daemon::serving(&dir, &["gcc", "x86_64-linux-gnu-gcc"], &[]);
     let cases = [
         ("sh", "no 'sh' in"),
         ("/bin/sh", "no 'sh' in"),
@@ -718,16 +680,7 @@ fn job_lifetime_kills_a_long_compile() {
 #[test]
 fn garbage_and_truncated_requests_do_not_stop_the_daemon() {
     let dir = TestDir::new("garbage");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let mut d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let mut d = Daemon::serving(&dir, ALLOWED, &[]);
     let inputs: &[&[u8]] = &[
         b"GET / HTTP/1.0\r\n\r\n",
         b"DIST00000009",

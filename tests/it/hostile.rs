@@ -44,12 +44,10 @@ fn good_job(addr: SocketAddr) {
 #[test]
 fn hostile_suite_then_a_good_job() {
     let dir = TestDir::new("hostile");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let mut d = Daemon::start(
+    let mut d = Daemon::serving(
         &dir,
+        ALLOWED,
         &[
-            "--allow",
-            "127.0.0.1",
             "--jobs",
             "2",
             "--request-timeout",
@@ -58,8 +56,6 @@ fn hostile_suite_then_a_good_job() {
             "1",
             "--max-connections",
             "8",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
         ],
     );
     let pid = d.child.id();
@@ -416,16 +412,7 @@ fn cutting_proxy(to: SocketAddr, limit: usize) -> (u16, std::thread::JoinHandle<
 #[test]
 fn a_network_cut_mid_transfer_loses_nothing() {
     let dir = TestDir::new("cut");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(
@@ -473,20 +460,7 @@ fn soak() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let dir = TestDir::new("soak");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--jobs",
-            "4",
-            "--log-level",
-            "warning",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &["--jobs", "4", "--log-level", "warning"]);
     let pid = d.child.id();
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();

@@ -74,16 +74,7 @@ fn each_monitor_shows_the_other_clients_jobs() {
         "distcc 3.4's distccmon-text is missing"
     );
     let dir = TestDir::new("monitor");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let d = Daemon::start(
-        &dir,
-        &[
-            "--allow",
-            "127.0.0.1",
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ],
-    );
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     big_source(&src);

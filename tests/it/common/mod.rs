@@ -102,6 +102,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts our distccd on a free loopback port with `args` added, logging
     /// to a file; waits until it accepts connections.
+    /// A daemon for loopback clients with an allow-list of `compilers`, plus `extra` options.
+    pub fn serving(dir: &TestDir, compilers: &[&str], extra: &[&str]) -> Daemon {
+        let allowed = compiler_dir(dir, compilers);
+        let mut args = vec![
+            "--allow",
+            "127.0.0.1",
+            "--compiler-dir",
+            allowed.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Self::start(dir, &args)
+    }
+
     pub fn start(dir: &TestDir, args: &[&str]) -> Daemon {
         Self::start_env(dir, args, &[])
     }
