@@ -223,7 +223,7 @@ LUA_CORE = ("lapi lcode lctype ldebug ldo ldump lfunc lgc llex lmem lobject lopc
 
 
 def project_build(work, d, lua_dir, rounds):
-    src_dir = next(lua_dir.glob("lua-5.4*/src"), None) or next(lua_dir.glob("lua-5*/src"))
+    src_dir = sorted(lua_dir.glob("lua-5.4*"))[-1]
     results = {}
     cfg = configs(d)
     for servers in (1, 3):

@@ -229,10 +229,8 @@ impl Client {
         }
         if self.masquerade {
             let dir = self.argv0.rsplit_once('/').map(|(d, _)| d.to_owned());
-            let own = std::env::current_exe()
-                .ok()
-                .and_then(|p| fs::canonicalize(p).ok());
-            let has_us = |entry: &str| is_us(&Path::new(entry).join(&name), own.as_deref());
+            let own = own_id();
+            let has_us = |entry: &str| is_us(&Path::new(entry).join(&name), own);
             if let Some(trimmed) =
                 mode::trim_path(&self.path, dir.as_deref().map(absolute).as_deref(), has_us)
             {
@@ -287,14 +285,12 @@ impl Client {
         if name.contains('/') {
             return Some(PathBuf::from(name));
         }
-        let own = std::env::current_exe()
-            .ok()
-            .and_then(|p| fs::canonicalize(p).ok());
+        let own = own_id();
         self.path
             .split(':')
             .filter(|d| !d.is_empty())
             .map(|d| Path::new(d).join(name))
-            .find(|cand| is_executable(cand) && !is_us(cand, own.as_deref()))
+            .find(|cand| is_executable(cand) && !is_us(cand, own))
     }
 
     fn lock_dir(&self) -> Option<LockDir> {
@@ -728,11 +724,18 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// Whether `p` is this very program (a masquerade link to us).
-fn is_us(p: &Path, own: Option<&Path>) -> bool {
-    match (fs::canonicalize(p), own) {
-        (Ok(real), Some(own)) => real == own,
-        _ => false,
-    }
+/// This program's device and inode: what a masquerade link leads back to.
+fn own_id() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(std::env::current_exe().ok()?).ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// Whether `p` is this very program (a masquerade link to us): one stat,
+/// no symlink walk.
+fn is_us(p: &Path, own: Option<(u64, u64)>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    own.is_some() && fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == own
 }
 
 fn absolute(dir: &str) -> String {

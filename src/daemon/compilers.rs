@@ -101,20 +101,23 @@ impl Policy {
 /// `name` on `search_path`, skipping the allow-list directory and anything
 /// that resolves to a distcc binary (a masquerade link would recurse).
 pub fn find_on_path(name: &str, search_path: &OsStr, allow_dir: Option<&Path>) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     if name.contains('/') || name.is_empty() {
         return None;
     }
-    let allow_dir = allow_dir.and_then(|d| fs::canonicalize(d).ok());
+    // Compared by device and inode: one stat per entry, no symlink walks
+    // (this runs for every job).
+    let id = |p: &Path| fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let allow_id = allow_dir.and_then(id);
     std::env::split_paths(search_path)
         .filter(|d| d.is_absolute())
         .find_map(|d| {
-            if allow_dir.is_some() && fs::canonicalize(&d).ok() == allow_dir {
+            let cand = d.join(name);
+            if !is_executable(&cand) || (allow_id.is_some() && id(&d) == allow_id) {
                 return None;
             }
-            let cand = d.join(name);
             let real = fs::canonicalize(&cand).ok()?;
-            let real_name = real.file_name()?.to_string_lossy();
-            (is_executable(&real) && !real_name.contains("distcc")).then_some(cand)
+            (!real.file_name()?.to_string_lossy().contains("distcc")).then_some(cand)
         })
 }
 
