@@ -15,7 +15,7 @@ use crate::protocol::message::{self, ReplyDecoder};
 use crate::protocol::{Limits, ProtocolError, Reply, Version, lzo, token};
 
 pub struct Conn {
-    reader: Box<dyn Read>,
+    reader: std::io::BufReader<Box<dyn Read>>,
     writer: BufWriter<Box<dyn Write>>,
     ssh: Option<Child>,
     version: Version,
@@ -44,7 +44,7 @@ pub fn connect(
                         s.set_write_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
                         let r = s.try_clone().map_err(|e| e.to_string())?;
                         return Ok(Conn {
-                            reader: Box::new(r),
+                            reader: std::io::BufReader::with_capacity(64 << 10, Box::new(r)),
                             writer: BufWriter::with_capacity(256 << 10, Box::new(s)),
                             ssh: None,
                             version,
@@ -78,7 +78,7 @@ pub fn connect(
             let w = child.stdin.take().expect("piped");
             let r = child.stdout.take().expect("piped");
             Ok(Conn {
-                reader: Box::new(r),
+                reader: std::io::BufReader::with_capacity(64 << 10, Box::new(r)),
                 writer: BufWriter::new(Box::new(w)),
                 ssh: Some(child),
                 version,

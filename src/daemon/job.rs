@@ -217,11 +217,14 @@ fn refusal_reply(version: Version, code: u8, why: &str) -> Reply {
 
 /// Serves one connection to the end. Never returns an error: every failure
 /// is answered (when the client can still understand an answer) and logged.
-pub async fn handle<R, W>(server: Arc<Server>, peer: Peer, mut reader: R, mut writer: W)
+pub async fn handle<R, W>(server: Arc<Server>, peer: Peer, reader: R, mut writer: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // A request is a run of small headers and words: read them from a
+    // buffer, not with a system call each.
+    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
     let started = Instant::now();
     server.stats.accepted.fetch_add(1, Ordering::Relaxed);
     let outcome = run(&server, peer, &mut reader, &mut writer).await;
