@@ -229,82 +229,49 @@ where
     server.stats.accepted.fetch_add(1, Ordering::Relaxed);
     let outcome = run(&server, peer, &mut reader, &mut writer).await;
     let ms = started.elapsed().as_millis();
-    let counter = match &outcome {
+    let ip = match peer {
+        Peer::Tcp(a) => Some(a.ip()),
+        Peer::Local => None,
+    };
+    let st = &server.stats;
+    let failure = match &outcome {
         Outcome::Compiled {
             status,
             compiler,
             input,
         } => {
             let (exit, sig, core) = (status >> 8 & 0xff, status & 0x7f, status >> 7 & 1);
-            let result = if *status == 0 {
-                "COMPILE_OK"
+            let (result, counter, ended) = if *status == 0 {
+                ("COMPILE_OK", &st.compile_ok, Ended::Ok)
             } else {
-                "COMPILE_ERROR"
+                ("COMPILE_ERROR", &st.compile_error, Ended::Error)
             };
             tracing::info!(
                 peer = %peer, result, compiler = %compiler, input = %input, exit, time_ms = ms as u64,
                 "client: {peer} {result} exit:{exit} sig:{sig} core:{core} ret:{exit} time:{ms}ms {compiler} {input}"
             );
-            if *status == 0 {
-                &server.stats.compile_ok
-            } else {
-                &server.stats.compile_error
-            }
+            counter.fetch_add(1, Ordering::Relaxed);
+            server
+                .live
+                .ended(ip, ended, None, Some((compiler, input, ms as u64)));
+            None
         }
-        Outcome::Refused(why) => {
-            tracing::warn!(
-                peer = %peer, result = "REFUSED", reason = %why, time_ms = ms as u64,
-                "client: {peer} REFUSED time:{ms}ms: {why}"
-            );
-            &server.stats.refused
-        }
-        Outcome::BadRequest(why) => {
-            tracing::warn!(
-                peer = %peer, result = "REJ_BAD_REQ", reason = %why, time_ms = ms as u64,
-                "client: {peer} REJ_BAD_REQ time:{ms}ms: {why}"
-            );
-            &server.stats.bad_request
-        }
-        Outcome::Timeout(why) => {
-            tracing::warn!(
-                peer = %peer, result = "COMPILE_TIMEOUT", reason = %why, time_ms = ms as u64,
-                "client: {peer} COMPILE_TIMEOUT time:{ms}ms: {why}"
-            );
-            &server.stats.timeout
-        }
+        Outcome::Refused(why) => Some(("REFUSED", why, &st.refused, Ended::Refused)),
+        Outcome::BadRequest(why) => Some(("REJ_BAD_REQ", why, &st.bad_request, Ended::BadRequest)),
+        Outcome::Timeout(why) => Some(("COMPILE_TIMEOUT", why, &st.timeout, Ended::Timeout)),
+        Outcome::Disconnected(why) => Some(("CLI_DISCONN", why, &st.disconnected, Ended::Disconnected)),
         Outcome::Probe => {
             tracing::debug!("client: {peer} closed the connection without sending a request");
             return;
         }
-        Outcome::Disconnected(why) => {
-            tracing::warn!(
-                peer = %peer, result = "CLI_DISCONN", reason = %why, time_ms = ms as u64,
-                "client: {peer} CLI_DISCONN time:{ms}ms: {why}"
-            );
-            &server.stats.disconnected
-        }
     };
-    counter.fetch_add(1, Ordering::Relaxed);
-    let ip = match peer {
-        Peer::Tcp(a) => Some(a.ip()),
-        Peer::Local => None,
-    };
-    match &outcome {
-        Outcome::Compiled {
-            status,
-            compiler,
-            input,
-        } => {
-            let how = if *status == 0 { Ended::Ok } else { Ended::Error };
-            server
-                .live
-                .ended(ip, how, None, Some((compiler, input, ms as u64)));
-        }
-        Outcome::Refused(why) => server.live.ended(ip, Ended::Refused, Some(why), None),
-        Outcome::BadRequest(why) => server.live.ended(ip, Ended::BadRequest, Some(why), None),
-        Outcome::Timeout(why) => server.live.ended(ip, Ended::Timeout, Some(why), None),
-        Outcome::Disconnected(why) => server.live.ended(ip, Ended::Disconnected, Some(why), None),
-        Outcome::Probe => {}
+    if let Some((result, why, counter, ended)) = failure {
+        tracing::warn!(
+            peer = %peer, result, reason = %why, time_ms = ms as u64,
+            "client: {peer} {result} time:{ms}ms: {why}"
+        );
+        counter.fetch_add(1, Ordering::Relaxed);
+        server.live.ended(ip, ended, Some(why), None);
     }
     // Let the client read everything before the socket closes: closing with
     // unread input makes the kernel send a reset, which can discard the reply.
