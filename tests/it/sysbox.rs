@@ -4,7 +4,7 @@
 //! network, UTS, IPC and cgroup namespaces, on an overlay whose lower layer is
 //! the host's `/` and whose upper layer is a tmpfs: the box sees the host's
 //! files (and binaries under /work) but everything it writes stays in memory
-//! and vanishes with it. It follows /work/shared/reference/systemd-in-tests.md.
+//! and vanishes with it. It follows the project notes in shared/reference/systemd-in-tests.md.
 //!
 //! Layout of one box (`ID` = `distcc-sysbox-<test pid>-<n>-<name>`):
 //!
