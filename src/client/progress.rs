@@ -1,7 +1,9 @@
 //! The client's state record for monitors (`$DISTCC_DIR/state/binstate_PID`),
-//! rewritten at each phase and removed when the client exits.
+//! updated at each phase and removed when the client exits.
 
-use std::fs;
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::monitor::state::{self, Phase, State};
@@ -9,6 +11,8 @@ use crate::monitor::state::{self, Phase, State};
 pub struct Progress {
     /// `None` when there is no usable DISTCC_DIR: monitoring is then off.
     path: Option<PathBuf>,
+    /// The record's file once it exists.
+    file: RefCell<Option<File>>,
 }
 
 impl Progress {
@@ -18,11 +22,17 @@ impl Progress {
             fs::create_dir_all(&dir).ok()?;
             Some(dir.join(format!("binstate_{}", std::process::id())))
         });
-        Progress { path }
+        Progress {
+            path,
+            file: RefCell::new(None),
+        }
     }
 
-    /// Writes the record through a temporary name that monitors do not read
-    /// (they read `binstate_*`), so they never see half a record.
+    /// The first record appears through a rename from a name monitors do
+    /// not read, so no monitor sees a short one. Later phases overwrite the
+    /// same 296 bytes in place: every record has the same size and header,
+    /// so a reader always finds a whole, valid record, and the renames
+    /// (tens of microseconds each on a journalling file system) are saved.
     pub fn set(&self, phase: Phase, input: &str, host: &str, slot: u32) {
         let Some(path) = &self.path else { return };
         let file = input.rsplit('/').next().unwrap_or(input);
@@ -33,12 +43,18 @@ impl Progress {
             slot: slot as i32,
             phase,
         });
+        let mut open = self.file.borrow_mut();
+        if let Some(f) = open.as_ref() {
+            let _ = f.write_all_at(&record, 0);
+            return;
+        }
         let tmp = path.with_file_name(format!(".binstate_{}.tmp", std::process::id()));
-        if fs::write(&tmp, record)
-            .and_then(|()| fs::rename(&tmp, path))
-            .is_err()
-        {
-            let _ = fs::remove_file(&tmp);
+        let made = fs::write(&tmp, record).and_then(|()| fs::rename(&tmp, path));
+        match made.and_then(|()| fs::OpenOptions::new().write(true).open(path)) {
+            Ok(f) => *open = Some(f),
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+            }
         }
     }
 }
