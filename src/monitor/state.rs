@@ -166,22 +166,17 @@ mod tests {
     #[test]
     fn bad_records() {
         assert_eq!(decode(&[0u8; 10]), Err(BadRecord::Size(10)));
-        let mut b = encode(&State {
+        let good = encode(&State {
             pid: 1,
             file: "a".into(),
             host: "h".into(),
             slot: 0,
             phase: Phase::Send,
         });
+        let mut b = good;
         b[8] = 1;
         assert!(matches!(decode(&b), Err(BadRecord::Magic(_))));
-        let mut b = encode(&State {
-            pid: 1,
-            file: "a".into(),
-            host: "h".into(),
-            slot: 0,
-            phase: Phase::Send,
-        });
+        let mut b = good;
         b[284] = 42;
         assert_eq!(
             decode(&b).unwrap().phase,

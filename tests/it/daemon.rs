@@ -755,26 +755,19 @@ fn listen_pid_file_and_lifetime() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "--listen ::1 binds only ::1"
     );
-    let stat = fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-    let nice: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mine: i32 = fs::read_to_string("/proc/self/stat")
-        .unwrap()
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap();
+    // The 19th field of /proc/PID/stat, counted after the command name.
+    let niceness = |stat: String| -> i32 {
+        stat.rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let nice = niceness(fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap());
+    let mine = niceness(fs::read_to_string("/proc/self/stat").unwrap());
     assert_eq!(nice, (mine + 7).min(19), "--nice 7");
     if nix::unistd::Uid::effective().is_root() {
         // Started as root, it serves as nobody.
