@@ -801,10 +801,7 @@ fn a_daemon_killed_mid_job_loses_nothing() {
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     // Big enough that gcc -O2 takes a while on the server.
-    let mut big = String::new();
-    for i in 0..4000 {
-        big.push_str(&format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"));
-    }
+    let big = slow_source(4000);
     fs::write(src.join("big.c"), big).unwrap();
     let distcc_dir = src.join(".distcc-rs");
     fs::create_dir_all(&distcc_dir).unwrap();

@@ -18,10 +18,7 @@ const REAL_MON: &str = "/usr/bin/distccmon-text";
 
 /// A C file gcc -O2 needs some seconds for: long enough to watch.
 fn big_source(dir: &Path) {
-    let mut big = String::new();
-    for i in 0..6000 {
-        big.push_str(&format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"));
-    }
+    let big = slow_source(6000);
     fs::write(dir.join("big.c"), big).unwrap();
 }
 

@@ -199,10 +199,7 @@ fn distccd_under_systemd() {
     );
 
     // Stopping drains a running job: it completes on the server.
-    let mut big = String::new();
-    for i in 0..4000 {
-        big.push_str(&format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"));
-    }
+    let big = slow_source(4000);
     b.write("/root/big.c", big.as_bytes(), 0o644);
     b.sh("cd /root && (DISTCC_HOSTS=127.0.0.1 DISTCC_FALLBACK=0 DISTCC_VERBOSE=1 distcc gcc -O2 -c big.c -o big.o > big.log 2>&1; echo $? > big.rc) > /dev/null 2>&1 &");
     wait_for(

@@ -384,3 +384,11 @@ pub fn our_client(cwd: &Path, hosts: &str, argv: &[&str], env: &[(&str, &str)]) 
     }
     cmd.output().unwrap()
 }
+
+/// C source that `gcc -O2` needs some seconds for: `functions` small functions
+/// with loops. Long enough to watch, kill or drain a compile.
+pub fn slow_source(functions: usize) -> String {
+    (0..functions)
+        .map(|i| format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"))
+        .collect()
+}
