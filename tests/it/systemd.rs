@@ -308,8 +308,9 @@ fn distccd_under_systemd() {
 /// A real 32-bit chroot (Debian i386 with gcc), built once by debootstrap
 /// and kept between runs.
 fn i386_chroot() -> PathBuf {
+    let (suite, mirror) = debian_mirror();
     // Not under /tmp or /var/tmp: the units' PrivateTmp would hide it.
-    let root = PathBuf::from("/var/cache/distcc-rs-tests/i386-bookworm");
+    let root = PathBuf::from(format!("/var/cache/distcc-rs-tests/i386-{suite}"));
     if root.join("usr/bin/gcc").exists() && root.join(".complete").exists() {
         return root;
     }
@@ -324,15 +325,56 @@ fn i386_chroot() -> PathBuf {
             "--variant=minbase",
             "--arch=i386",
             "--include=gcc,libc6-dev",
-            "bookworm",
+            &suite,
         ])
         .arg(&root)
-        .arg("http://deb.debian.org/debian")
+        .arg(&mirror)
         .status()
         .unwrap();
-    assert!(st.success(), "debootstrap of the i386 chroot failed");
+    assert!(
+        st.success(),
+        "debootstrap of the i386 chroot from {mirror} failed"
+    );
     std::fs::write(root.join(".complete"), b"").unwrap();
     root
+}
+
+/// This machine's Debian release and the mirror its apt uses for it, from
+/// /etc/os-release and the apt sources (deb822 `.sources` or `sources.list`).
+fn debian_mirror() -> (String, String) {
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let suite = os
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("VERSION_CODENAME in /etc/os-release");
+    let mut texts: Vec<String> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut files: Vec<_> = dir.flatten().map(|e| e.path()).collect();
+        files.sort();
+        texts.extend(files.iter().filter_map(|f| std::fs::read_to_string(f).ok()));
+    }
+    texts.extend(std::fs::read_to_string("/etc/apt/sources.list").ok());
+    for text in &texts {
+        // deb822: a stanza with `URIs:` and `Suites:` naming our suite.
+        for stanza in text.split("\n\n") {
+            let field = |k: &str| stanza.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+            if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:"))
+                && suites.split_whitespace().any(|s| s == suite)
+                && let Some(uri) = uris.split_whitespace().next()
+            {
+                return (suite, uri.to_owned());
+            }
+        }
+        // One-line form: `deb URI SUITE COMPONENTS`.
+        for l in text.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() >= 3 && w[0] == "deb" && w[2] == suite {
+                return (suite, w[1].to_owned());
+            }
+        }
+    }
+    panic!("no apt source for {suite} found to debootstrap from");
 }
 
 /// Our client as a static executable: the only kind of x86_64 program that
@@ -394,4 +436,21 @@ fn chroot_instance_on_3692_builds_32_bit() {
     );
     assert!(journal.contains("gcc a.c"), "{journal}");
     b.stop();
+}
+
+#[test]
+fn the_chroot_comes_from_this_machines_apt_mirror() {
+    let (suite, mirror) = debian_mirror();
+    assert!(
+        !suite.is_empty() && suite.chars().all(|c| c.is_ascii_lowercase()),
+        "{suite}"
+    );
+    assert!(
+        mirror.starts_with("http://") || mirror.starts_with("https://") || mirror.starts_with("file:"),
+        "{mirror}"
+    );
+    assert!(
+        !mirror.contains("security"),
+        "the main archive, not the security one: {mirror}"
+    );
 }
