@@ -9,7 +9,7 @@ environment is not read, nothing is run.
 
 use super::filename;
 use super::server::{check_assembler_option, check_forwarded, names_a_path};
-use super::table::{self, Client, Match, Server};
+use super::table::{self, Client, Server};
 
 /// The languages distcc can compile remotely, after preprocessing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,28 +180,22 @@ fn scan(argv: &[String]) -> Result<Job, String> {
             }
             continue;
         }
-        let Some(m) = table::lookup(word) else {
-            return local(format!(
-                "{word}: not in distcc-rs's flag table, so a server would refuse it"
-            ));
-        };
-        let (flag, value, separate) = match m {
-            Match::Alone(flag) => (flag, None, false),
-            Match::Joined(flag, v) => (flag, Some(v.to_owned()), false),
-            Match::NeedsNext(flag) => {
-                let Some(v) = words.get(i) else {
-                    return local(format!("{word} has no value; the compiler will say so"));
-                };
-                i += 1;
-                (flag, Some(v.clone()), true)
+        let t = match table::take(word, words.get(i).map(String::as_str)) {
+            Ok(t) => t,
+            Err(table::TakeError::Unknown) => {
+                return local(format!(
+                    "{word}: not in distcc-rs's flag table, so a server would refuse it"
+                ));
+            }
+            Err(table::TakeError::NoValue) => {
+                return local(format!("{word} has no value; the compiler will say so"));
             }
         };
-        let push = |v: &mut Vec<String>| {
-            v.push(word.to_owned());
-            if separate {
-                v.push(value.clone().unwrap_or_default());
-            }
-        };
+        if t.separate {
+            i += 1;
+        }
+        let (flag, value, separate) = (t.flag, t.value, t.separate);
+        let push = |v: &mut Vec<String>| t.push(word, v);
         match flag.client {
             Client::Both => {
                 push(&mut cpp);
@@ -226,7 +220,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
                 if output.is_some() {
                     return local("more than one output (-o)");
                 }
-                let v = value.clone().unwrap_or_default();
+                let v = value.unwrap_or_default().to_owned();
                 if v.is_empty() {
                     return local("-o has no value");
                 }
@@ -235,8 +229,8 @@ fn scan(argv: &[String]) -> Result<Job, String> {
                 output = Some(v);
             }
             Client::Lang => {
-                let name = value.clone().unwrap_or_default();
-                x_lang = match Lang::from_x(&name) {
+                let name = value.unwrap_or_default();
+                x_lang = match Lang::from_x(name) {
                     Ok(l) => l,
                     Err(()) => {
                         return local(format!(
@@ -264,7 +258,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
                 push(&mut server);
             }
             Client::Checked => {
-                let v = value.as_deref().unwrap_or_default();
+                let v = value.unwrap_or_default();
                 match flag.server {
                     Server::KeepNoPaths => {
                         if let Some((_, val)) = word.split_once('=')

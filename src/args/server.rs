@@ -7,7 +7,7 @@ preprocessed form so that the compiler never preprocesses on the server.
 */
 
 use super::filename;
-use super::table::{self, Match, Server};
+use super::table::{self, Server};
 
 /// Why a request is refused; sent to the client in SERR and logged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,28 +139,20 @@ pub fn rewrite(
             out.push(input(word));
             continue;
         }
-        let Some(m) = table::lookup(word) else {
-            return refuse(format!(
-                "option '{word}' is not known to be safe to run on a server"
-            ));
-        };
-        let (flag, value, separate) = match m {
-            Match::Alone(flag) => (flag, None, false),
-            Match::Joined(flag, v) => (flag, Some(v), false),
-            Match::NeedsNext(flag) => {
-                let Some(v) = words.get(i) else {
-                    return refuse(format!("option '{word}' needs a value"));
-                };
-                i += 1;
-                (flag, Some(v.as_str()), true)
+        let t = match table::take(word, words.get(i).map(String::as_str)) {
+            Ok(t) => t,
+            Err(table::TakeError::Unknown) => {
+                return refuse(format!(
+                    "option '{word}' is not known to be safe to run on a server"
+                ));
             }
+            Err(table::TakeError::NoValue) => return refuse(format!("option '{word}' needs a value")),
         };
-        let push_as_is = |out: &mut Vec<String>| {
-            out.push(word.to_owned());
-            if separate {
-                out.push(value.unwrap_or_default().to_owned());
-            }
-        };
+        if t.separate {
+            i += 1;
+        }
+        let (flag, value) = (t.flag, t.value);
+        let push_as_is = |out: &mut Vec<String>| t.push(word, out);
         match flag.server {
             Server::Keep => push_as_is(&mut out),
             Server::KeepNoPaths => {

@@ -257,6 +257,55 @@ pub fn lookup(word: &str) -> Option<Match<'_>> {
     })
 }
 
+/// A flag word read against the table: its row and its value, glued on or
+/// the next word (`separate`, which the caller then skips).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken<'a> {
+    pub flag: &'static Flag,
+    pub value: Option<&'a str>,
+    pub separate: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeError {
+    /// Not in the table.
+    Unknown,
+    /// Takes a separate value, and there is no next word.
+    NoValue,
+}
+
+/// Reads `word` (with `next`, the word after it) as the client and the
+/// server both must: the one place a flag's value is found.
+pub fn take<'a>(word: &'a str, next: Option<&'a str>) -> Result<Taken<'a>, TakeError> {
+    Ok(match lookup(word).ok_or(TakeError::Unknown)? {
+        Match::Alone(flag) => Taken {
+            flag,
+            value: None,
+            separate: false,
+        },
+        Match::Joined(flag, v) => Taken {
+            flag,
+            value: Some(v),
+            separate: false,
+        },
+        Match::NeedsNext(flag) => Taken {
+            flag,
+            value: Some(next.ok_or(TakeError::NoValue)?),
+            separate: true,
+        },
+    })
+}
+
+impl Taken<'_> {
+    /// Passes the flag on as it was written: one word, or two.
+    pub fn push(&self, word: &str, out: &mut Vec<String>) {
+        out.push(word.to_owned());
+        if self.separate {
+            out.push(self.value.unwrap_or_default().to_owned());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
