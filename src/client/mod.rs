@@ -253,7 +253,7 @@ impl Client {
         }
         if self.s.safeguard >= 1 {
             log::info("called from a compile distcc started: compiling locally");
-            return self.run_local(&compiler, &original, false);
+            return self.run_local(&compiler, &original, None);
         }
         let verdict = match response::expand_from_disk(&original) {
             Err(e) => Verdict::Local(format!("{e}")),
@@ -269,11 +269,11 @@ impl Client {
         match verdict {
             Verdict::Local(why) => {
                 log::info(&format!("compiling locally: {why}"));
-                self.run_local(&compiler, &original, true)
+                self.run_local(&compiler, &original, Some(self.local_slots()))
             }
             Verdict::Remote(_) if self.s.deps_env => {
                 log::info("compiling locally: DEPENDENCIES_OUTPUT or SUNPRO_DEPENDENCIES is set");
-                self.run_local(&compiler, &original, true)
+                self.run_local(&compiler, &original, Some(self.local_slots()))
             }
             Verdict::Remote(job) => self.distribute(&compiler, &original, job),
         }
@@ -329,15 +329,15 @@ impl Client {
     }
 
     /// Runs the user's own command here, as they typed it.
-    fn run_local(&self, compiler: &Path, original: &[OsString], take_slot: bool) -> u8 {
-        let slots = if take_slot {
-            load_hosts(&self.s)
-                .map(|(l, _)| l.localslots)
-                .unwrap_or(hosts::HostList::default().localslots)
-        } else {
-            0
-        };
-        let slot = if take_slot { self.local_slot(slots) } else { None };
+    /// The host list's `--localslots` (distcc's default when it has none).
+    fn local_slots(&self) -> u32 {
+        load_hosts(&self.s).map_or(HostList::default().localslots, |(l, _)| l.localslots)
+    }
+
+    /// Runs the user's own command here, in one of `slots` local slots, or
+    /// with no slot of its own (`None`: one is held already, or none applies).
+    fn run_local(&self, compiler: &Path, original: &[OsString], slots: Option<u32>) -> u8 {
+        let slot = slots.and_then(|n| self.local_slot(n));
         let input = original
             .iter()
             .rev()
@@ -377,7 +377,7 @@ impl Client {
                     return exitcode::BAD_HOSTSPEC;
                 }
                 log::warn("failed to distribute: bad host list, running locally instead");
-                return self.run_local(compiler, original, true);
+                return self.run_local(compiler, original, Some(HostList::default().localslots));
             }
         };
         if list.hosts.is_empty() {
@@ -390,13 +390,13 @@ impl Client {
                 log::error("failed to distribute and fallbacks are disabled");
                 return exitcode::NO_HOSTS;
             }
-            return self.run_local(compiler, original, true);
+            return self.run_local(compiler, original, Some(list.localslots));
         }
         if job.native
             && let Err(why) = native::resolve(compiler, &mut job, &self.child_env)
         {
             log::info(&format!("compiling {} locally: {why}", job.input));
-            return self.run_local(compiler, original, true);
+            return self.run_local(compiler, original, Some(list.localslots));
         }
         if job.needs_debug_dir {
             match std::env::current_dir() {
@@ -408,7 +408,7 @@ impl Client {
                         "compiling {} locally: no current directory for the debug info: {e}",
                         job.input
                     ));
-                    return self.run_local(compiler, original, true);
+                    return self.run_local(compiler, original, Some(list.localslots));
                 }
             }
         }
@@ -440,7 +440,7 @@ impl Client {
                 })
                 .collect();
             if usable.is_empty() {
-                return self.give_up(compiler, original, &job, last_failure);
+                return self.give_up(compiler, original, &job, last_failure, list.localslots);
             }
             let (idx, slot) = self.pick(&list, &usable);
             let slot_no = slot.as_ref().map_or(0, |s| s.index);
@@ -450,8 +450,7 @@ impl Client {
                     "compiling {} locally: {} came first in the host list",
                     job.input, host.spec
                 ));
-                drop(slot);
-                return self.run_local(compiler, original, false);
+                return self.run_local(compiler, original, None);
             }
             log::info(&format!("compiling {} on {}", job.input, host.spec));
             self.progress
@@ -477,7 +476,7 @@ impl Client {
                     if let Some(l) = &self.locks {
                         l.clear_failed(host);
                     }
-                    return self.finish(compiler, original, &job, host, reply);
+                    return self.finish(compiler, original, &job, host, reply, list.localslots);
                 }
             }
         }
@@ -603,7 +602,15 @@ impl Client {
     }
 
     /// A reply from a server: write what it produced, or rerun here.
-    fn finish(&self, compiler: &Path, original: &[OsString], job: &Job, host: &HostSpec, reply: Reply) -> u8 {
+    fn finish(
+        &self,
+        compiler: &Path,
+        original: &[OsString],
+        job: &Job,
+        host: &HostSpec,
+        reply: Reply,
+        localslots: u32,
+    ) -> u8 {
         let code = exit_code(std::process::ExitStatus::from_raw(reply.status as i32));
         if reply.status == 0 {
             if let Err(e) = write_atomically(Path::new(&job.output), &reply.object) {
@@ -630,10 +637,17 @@ impl Client {
             "compile of {} on {} failed with exit code {code}; running it locally to be sure",
             job.input, host.spec
         ));
-        self.run_local(compiler, original, true)
+        self.run_local(compiler, original, Some(localslots))
     }
 
-    fn give_up(&self, compiler: &Path, original: &[OsString], job: &Job, failed_host: Option<String>) -> u8 {
+    fn give_up(
+        &self,
+        compiler: &Path,
+        original: &[OsString],
+        job: &Job,
+        failed_host: Option<String>,
+        localslots: u32,
+    ) -> u8 {
         if !self.s.fallback {
             log::error("failed to distribute and fallbacks are disabled");
             return exitcode::NO_HOSTS;
@@ -648,7 +662,7 @@ impl Client {
                 job.input
             )),
         }
-        self.run_local(compiler, original, true)
+        self.run_local(compiler, original, Some(localslots))
     }
 }
 
