@@ -138,7 +138,7 @@ fn run(opts: Options) -> Result<(), Fatal> {
     }
     let config = config(&opts, inetd)?;
     if !inetd {
-        let removed = daemon::job::remove_stale_job_dirs(&config.tmpdir);
+        let removed = daemon::workdir::remove_stale(&config.tmpdir);
         if removed > 0 {
             tracing::info!("removed {removed} job director(ies) left by a distccd that was killed");
         }

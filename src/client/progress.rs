@@ -49,8 +49,13 @@ impl Progress {
             return;
         }
         let tmp = path.with_file_name(format!(".binstate_{}.tmp", std::process::id()));
-        let made = fs::write(&tmp, record).and_then(|()| fs::rename(&tmp, path));
-        match made.and_then(|()| fs::OpenOptions::new().write(true).open(path)) {
+        // The descriptor stays valid through the rename: no second open.
+        let made = File::create(&tmp).and_then(|f| {
+            f.write_all_at(&record, 0)?;
+            fs::rename(&tmp, path)?;
+            Ok(f)
+        });
+        match made {
             Ok(f) => *open = Some(f),
             Err(_) => {
                 let _ = fs::remove_file(&tmp);

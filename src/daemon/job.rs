@@ -10,7 +10,6 @@ answer"), and the refusal is logged.
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -96,6 +95,8 @@ pub struct Server {
     pub jobs: usize,
     pub stats: Stats,
     pub live: super::live::Live,
+    /// Job directories, kept empty between jobs.
+    pub dirs: super::workdir::Pool,
     next_job: AtomicU64,
 }
 
@@ -112,12 +113,14 @@ impl Server {
     }
 
     pub fn new(config: Config, jobs: usize) -> Arc<Server> {
+        let dirs = super::workdir::Pool::new(&config.tmpdir);
         Arc::new(Server {
             config,
             slots: Semaphore::new(jobs),
             jobs,
             stats: Stats::default(),
             live: Default::default(),
+            dirs,
             next_job: AtomicU64::new(0),
         })
     }
@@ -139,67 +142,11 @@ enum Outcome {
     Probe,
 }
 
-/// The private directory of one job, removed when dropped.
-struct JobDir(PathBuf);
-
-impl JobDir {
-    fn create(tmpdir: &Path, n: u64) -> std::io::Result<JobDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        let path = tmpdir.join(format!("distccd-rs.{}.{n}.{nanos:08x}", std::process::id()));
-        fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(JobDir(path))
-    }
-}
-
-/// The pid that made a job directory, from its name. Pure.
-pub fn job_dir_owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("distccd-rs.")?;
-    let mut parts = rest.split('.');
-    let pid = parts.next()?.parse().ok()?;
-    parts.next()?.parse::<u64>().ok()?;
-    Some(pid)
-}
-
-/// Removes job directories left by a distccd that was killed (SIGKILL, a
-/// crash, power loss): those whose daemon is no longer running. Only our own
-/// names, and only directories, are touched.
-pub fn remove_stale_job_dirs(tmpdir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(tmpdir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = job_dir_owner(&name.to_string_lossy()) else {
-            continue;
-        };
-        let alive = pid == std::process::id()
-            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
-                .map_or_else(|e| e != nix::errno::Errno::ESRCH, |()| true);
-        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-        if !alive && is_dir && fs::remove_dir_all(e.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
 /// Free bytes where jobs are written.
 fn free_space(dir: &Path) -> Option<u64> {
     nix::sys::statvfs::statvfs(dir)
         .ok()
         .map(|v| v.blocks_available() * v.fragment_size())
-}
-
-impl Drop for JobDir {
-    fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            tracing::error!(dir = %self.0.display(), "could not remove job directory: {e}");
-        }
-    }
 }
 
 fn refusal_reply(version: Version, code: u8, why: &str) -> Reply {
@@ -450,14 +397,14 @@ where
         );
         return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
     }
-    let dir = match JobDir::create(&cfg.tmpdir, job_no) {
+    let dir = match server.dirs.take() {
         Ok(d) => d,
         Err(e) => {
             let why = format!("cannot create a job directory in {}: {e}", cfg.tmpdir.display());
             return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
         }
     };
-    if let Err(e) = fs::write(dir.0.join(job_input_name(&job.input_name)), &request.doti) {
+    if let Err(e) = fs::write(dir.path().join(job_input_name(&job.input_name)), &request.doti) {
         let why = format!("cannot write the input in {}: {e}", cfg.tmpdir.display());
         return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
     }
@@ -465,9 +412,9 @@ where
     let mut cmd = tokio::process::Command::new(&exe);
     cmd.arg0(&compiler_name)
         .args(&job.argv[1..])
-        .current_dir(&dir.0)
+        .current_dir(dir.path())
         .env("PATH", &cfg.path)
-        .env("TMPDIR", &dir.0)
+        .env("TMPDIR", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -545,7 +492,7 @@ where
     }
     let mut object = Vec::new();
     if status == 0 {
-        match fs::read(dir.0.join("distccd-output.o")) {
+        match fs::read(dir.path().join("distccd-output.o")) {
             Ok(o) => object = o,
             Err(e) => stderr.extend_from_slice(
                 format!("distccd-rs: cannot read the compiler's output: {e}\n").as_bytes(),
@@ -637,20 +584,6 @@ async fn client_gone<R: AsyncRead + Unpin>(reader: &mut R) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_dir_names() {
-        assert_eq!(job_dir_owner("distccd-rs.1234.7.0badf00d"), Some(1234));
-        for other in [
-            "distccd-rs.x.7.1",
-            "distccd-rs.1234",
-            "distccd_1234",
-            "other",
-            "distccd-rs...",
-        ] {
-            assert_eq!(job_dir_owner(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn job_input_names() {

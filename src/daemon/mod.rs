@@ -18,6 +18,7 @@ pub mod options;
 pub mod process;
 pub mod stats;
 pub mod systemd;
+pub mod workdir;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub async fn serve(listeners: Vec<TcpListener>, server: Arc<Server>, shutdown: i
     if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
         tracing::warn!("shutting down with jobs still running after {}s", DRAIN.as_secs());
     }
+    server.dirs.clear();
 }
 
 async fn accept_loop(

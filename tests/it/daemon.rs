@@ -823,10 +823,21 @@ fn daemon_detaches_into_the_background() {
     )
     .unwrap();
     assert_eq!(reply.status, 0, "{}", text(&reply.stderr));
+    let tmp = dir.shared_dir("tmp");
+    let kept: Vec<_> = fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(
+        kept.len() == 1 && fs::read_dir(&kept[0]).unwrap().next().is_none(),
+        "one empty job directory kept for the next job: {kept:?}"
+    );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Path::new(&format!("/proc/{pid}")).exists() && alive(pid) {
         assert!(Instant::now() < deadline, "SIGTERM stops the detached daemon");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the kept directory is removed at exit"
+    );
 }

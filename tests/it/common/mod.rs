@@ -193,11 +193,14 @@ impl Daemon {
         }
     }
 
-    /// Job directories left in the daemon's TMPDIR.
+    /// What finished jobs left in the daemon's TMPDIR: anything but the
+    /// empty job directories a running daemon keeps for its next jobs.
     pub fn leftovers(&self) -> Vec<String> {
         fs::read_dir(&self.tmp)
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.is_dir() || fs::read_dir(p).map_or(true, |mut d| d.next().is_some()))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect()
     }
 
