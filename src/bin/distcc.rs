@@ -8,17 +8,18 @@
 // Under `cargo test` the harness brings its own main.
 #![cfg_attr(not(test), no_main)]
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd};
-
+#[cfg(not(test))]
 use nix::libc;
-use nix::sys::signal::{SigHandler, Signal, signal};
 
 #[cfg(not(test))]
 #[allow(unsafe_code)] // the C entry point and SIG_IGN; see below
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
     // A closed stdin, stdout or stderr would otherwise be reused by the
     // first file or socket opened, and a diagnostic could land in an object
     // file or on the wire: fill any gap with /dev/null, as std does.
