@@ -177,39 +177,51 @@ def per_job(work, d, rounds, per_round, parallel):
     (src / "tiny.c").write_text("int tiny(int x) { return x * 2 + 1; }\n")
     results = {}
     cfg = configs(d)
-    # The floor: the preprocessor plus a compile of its output, run here.
+    # The floor: the preprocessor plus a compile of its output, run here and
+    # measured between the configurations' jobs, so a machine whose speed
+    # drifts during the run (a shared VM does) moves the floor with them.
     subprocess.run(["gcc", "-E", "tiny.c", "-o", "tiny.i"], cwd=src, check=True)
-    floor_e, floor_c = [], []
-    for _ in range(rounds * per_round):
-        floor_e.append(run_timed(["gcc", "-E", "tiny.c", "-o", "tiny.e.i"], src, os.environ)[0])
-        floor_c.append(run_timed(["gcc", "-c", "tiny.i", "-o", "tiny.i.o"], src, os.environ)[0])
-    floor = median(floor_e) + median(floor_c)
-    # The floor in parallel: the same two steps, `parallel` jobs at a time.
+    floor_e, floor_c, floor_seq, floor_par = [], [], [], []
+
     def floor_job(i):
-        run_timed(["gcc", "-E", "tiny.c", "-o", f"f{i}.i"], src, os.environ)
-        run_timed(["gcc", "-c", f"f{i}.i", "-o", f"f{i}.o"], src, os.environ)
-    floor_par = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        with ThreadPoolExecutor(parallel) as ex:
-            list(ex.map(floor_job, range(per_round)))
-        floor_par.append(per_round / (time.perf_counter() - t))
+        e = run_timed(["gcc", "-E", "tiny.c", "-o", f"f{i}.i"], src, os.environ)[0]
+        c = run_timed(["gcc", "-c", f"f{i}.i", "-o", f"f{i}.o"], src, os.environ)[0]
+        return e, c
+
     for name in cfg:
         results[name] = {"lat": [], "cpu": [], "par": []}
-    for r in range(rounds):
-        for name, (prefix, hosts) in cfg.items():  # alternate configurations each round
-            env = env_for(work, hosts, name)
-            for i in range(per_round):
-                wall, cpu = run_timed(prefix + ["gcc", "-c", "tiny.c", "-o", f"o-{name[0]}-{i}.o"], src, env)
-                results[name]["lat"].append(wall)
-                results[name]["cpu"].append(cpu)
-            # In parallel: per_round compiles, `parallel` at a time.
+    envs = {name: env_for(work, hosts, name) for name, (prefix, hosts) in cfg.items()}
+    order = ["floor"] + list(cfg)
+    # One at a time: every configuration's next job, in turn, job by job.
+    for i in range(rounds * per_round):
+        for name in order[i % len(order):] + order[:i % len(order)]:
+            if name == "floor":
+                e, c = floor_job(i % per_round)
+                floor_e.append(e)
+                floor_c.append(c)
+                floor_seq.append(e + c)
+                continue
+            prefix, _ = cfg[name]
+            wall, cpu = run_timed(prefix + ["gcc", "-c", "tiny.c", "-o", f"o-{name[0]}-{i % per_round}.o"], src,
+                                  envs[name])
+            results[name]["lat"].append(wall)
+            results[name]["cpu"].append(cpu)
+    # In parallel: blocks of compiles, `parallel` at a time, the
+    # configurations' blocks in turn.
+    block = max(per_round // 2, parallel * 4)
+    for r in range(rounds * 2):
+        for name in order:
             t = time.perf_counter()
             with ThreadPoolExecutor(parallel) as ex:
-                list(ex.map(lambda i: run_timed(prefix + ["gcc", "-c", "tiny.c", "-o", f"p-{name[0]}-{i}.o"], src, env),
-                            range(per_round)))
-            results[name]["par"].append(per_round / (time.perf_counter() - t))
-    return floor, median(floor_e), median(floor_c), median(floor_par), results
+                if name == "floor":
+                    list(ex.map(floor_job, range(block)))
+                else:
+                    prefix, _ = cfg[name]
+                    list(ex.map(lambda i: run_timed(prefix + ["gcc", "-c", "tiny.c", "-o", f"p-{name[0]}-{i}.o"],
+                                                    src, envs[name]), range(block)))
+            rate = block / (time.perf_counter() - t)
+            (floor_par if name == "floor" else results[name]["par"]).append(rate)
+    return median(floor_seq), median(floor_e), median(floor_c), median(floor_par), results
 
 
 def fetch_crate_sources(work, crate, version):
@@ -359,7 +371,7 @@ def main():
         if args.per_job_only:
             return
         lua = fetch_crate_sources(work, "lua-src", "551.1.0")
-        proj = project_build(work, d, lua, 2 if args.quick else 3)
+        proj = project_build(work, d, lua, 2 if args.quick else 5)
         say(f"Lua 5.4 ({len(LUA_CORE)} files, from the crates.io package lua-src 551.1.0, unmodified), "
             "`make -jN`, objects identical to local gcc in every configuration:\n")
         say("| project build | servers | lzo | wall s | vs (b) | total CPU s |")
