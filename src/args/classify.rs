@@ -356,6 +356,28 @@ fn scan(argv: &[String]) -> Result<Job, String> {
     })
 }
 
+/// Whether a link from the generic `cc` (`c++`) may be named instead of it:
+/// gcc or clang (g++ or clang++), optionally versioned (`gcc-12`). distcc
+/// 3.4 sends the family's name so the server runs the same compiler, not
+/// whatever its own `cc` is (§2.9); the clang checks here need it too.
+pub fn names_family(generic: &str, target: &str) -> bool {
+    let families: &[&str] = match generic {
+        "cc" => &["gcc", "clang"],
+        "c++" => &["g++", "clang++"],
+        _ => return false,
+    };
+    families.iter().any(|f| {
+        target == *f
+            || target
+                .strip_prefix(f)
+                .and_then(|v| v.strip_prefix('-'))
+                .is_some_and(|v| {
+                    v.starts_with(|c: char| c.is_ascii_digit())
+                        && v.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                })
+    })
+}
+
 fn is_clang(compiler: &str) -> bool {
     compiler.rsplit('/').next().unwrap_or(compiler).contains("clang")
 }
@@ -388,6 +410,32 @@ mod tests {
     }
 
     /// distcc's `ScanArgs_Case` vectors (test/testdistcc.py): "dist in out" or local.
+    #[test]
+    fn generic_names_and_their_families() {
+        for (generic, target, want) in [
+            ("cc", "gcc", true),
+            ("cc", "clang", true),
+            ("cc", "gcc-12", true),
+            ("cc", "clang-16", true),
+            ("cc", "clang-16.0", true),
+            ("c++", "g++", true),
+            ("c++", "clang++", true),
+            ("c++", "g++-13", true),
+            ("cc", "g++", false),
+            ("c++", "gcc", false),
+            ("cc", "cc", false),
+            ("cc", "clang-cpp", false),
+            ("cc", "clang-format", false),
+            ("cc", "gcc-", false),
+            ("cc", "gcc-ar", false),
+            ("cc", "tcc", false),
+            ("cc", "x86_64-linux-gnu-gcc", false),
+            ("gcc", "gcc", false),
+        ] {
+            assert_eq!(names_family(generic, target), want, "{generic} -> {target}");
+        }
+    }
+
     #[test]
     fn distcc_scan_args_vectors() {
         let cases: &[(&str, Option<(&str, &str)>)] = &[

@@ -263,7 +263,25 @@ impl Client {
                 .collect::<Option<Vec<_>>>()
             {
                 None => Verdict::Local("an argument is not valid UTF-8".into()),
-                Some(words) => classify::classify(&words),
+                Some(mut words) => {
+                    // Classified as what `cc` really is, so the clang checks
+                    // apply to a `cc` that is clang.
+                    let family = generic_family(&name, &compiler);
+                    if let Some(f) = &family {
+                        words[0] = f.clone();
+                    }
+                    match classify::classify(&words) {
+                        Verdict::Remote(mut job) if family.is_some() => {
+                            if self.s.rewrite_cross {
+                                log::info(&format!("rewriting '{name}' to '{}'", job.server_argv[0]));
+                            } else {
+                                job.server_argv[0] = name.clone();
+                            }
+                            Verdict::Remote(job)
+                        }
+                        v => v,
+                    }
+                }
             },
         };
         match verdict {
@@ -730,6 +748,25 @@ fn rewrite_cross(server_argv: &mut Vec<String>, path: &str) {
         server_argv.push("-target".into());
         server_argv.push(format!("{arch}-pc-linux-gnu"));
     }
+}
+
+/// The compiler a generic `cc` or `c++` on PATH leads to through symbolic
+/// links (`cc` -> `/etc/alternatives/cc` -> `/usr/bin/gcc` on Debian,
+/// `cc` -> `gcc` on Arch), if it is gcc or clang.
+fn generic_family(name: &str, found: &Path) -> Option<String> {
+    if name != "cc" && name != "c++" {
+        return None;
+    }
+    let mut p = found.to_path_buf();
+    for _ in 0..8 {
+        let target = fs::read_link(&p).ok()?;
+        p = p.parent()?.join(target);
+        let base = p.file_name()?.to_str()?;
+        if classify::names_family(name, base) {
+            return Some(base.to_owned());
+        }
+    }
+    None
 }
 
 fn is_executable(p: &Path) -> bool {

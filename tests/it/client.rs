@@ -669,6 +669,76 @@ fn clang_dwarf5_debug_info_stays_local_and_says_why() {
     assert!(fs::read(src.join("obj/c.o")).unwrap() == fs::read(src.join("obj/l.o")).unwrap());
 }
 
+/// `cc` is named as the compiler it links to (distcc 3.4 §2.9): the server
+/// then runs that compiler, not its own `cc`, and a `cc` that is clang gets
+/// clang's checks (its `-g` stays local).
+#[test]
+fn generic_cc_is_sent_as_the_compiler_it_links_to() {
+    let dir = TestDir::new("generic-cc");
+    let d = Daemon::serving(&dir, ALLOWED, &[]);
+    let src = project(&dir);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    // Debian's chain, through /etc/alternatives, made here: cc -> alt -> gcc.
+    let gnu = dir.join("gnu-bin");
+    let alt = dir.join("alternatives");
+    fs::create_dir_all(&gnu).unwrap();
+    fs::create_dir_all(&alt).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/gcc", alt.join("cc")).unwrap();
+    std::os::unix::fs::symlink(alt.join("cc"), gnu.join("cc")).unwrap();
+    let clang = dir.join("clang-bin");
+    fs::create_dir_all(&clang).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/clang", clang.join("cc")).unwrap();
+    let path_with = |d: &Path| format!("{}:{}", d.display(), std::env::var("PATH").unwrap());
+    let gnu_path = path_with(&gnu);
+    let clang_path = path_with(&clang);
+    let cases: [(&str, &[&str], &str, &[(&str, &str)]); 4] = [
+        (&gnu_path, &["-O2"], "x86_64-linux-gnu-gcc calc.c", &[]),
+        (&clang_path, &["-O2"], "clang calc.c", &[]),
+        (
+            &gnu_path,
+            &["-O1"],
+            " cc calc.c",
+            &[("DISTCC_NO_REWRITE_CROSS", "1")],
+        ),
+        (&clang_path, &["-g"], "", &[]),
+    ];
+    for (i, (path, flags, logged, extra)) in cases.into_iter().enumerate() {
+        let obj = format!("obj/g{i}.o");
+        let mut argv = vec![DISTCC, "cc"];
+        argv.extend(flags);
+        argv.extend(["-c", "calc.c", "-o", &obj]);
+        let mut env = vec![("PATH", path)];
+        env.extend(extra);
+        let out = our_client(&src, &hosts, &argv, &env);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let local_obj = format!("obj/l{i}.o");
+        let mut local_argv = vec!["cc"];
+        local_argv.extend(flags);
+        local_argv.extend(["-c", "calc.c", "-o", &local_obj]);
+        let st = Command::new("cc")
+            .args(&local_argv[1..])
+            .current_dir(&src)
+            .env("PATH", path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert!(
+            fs::read(src.join(&obj)).unwrap() == fs::read(src.join(&local_obj)).unwrap(),
+            "case {i}: object differs from a local build"
+        );
+        if logged.is_empty() {
+            assert!(
+                text(&out.stderr).contains("compiling locally: clang -g: DWARF 5"),
+                "a cc that is clang gets clang's checks: {}",
+                text(&out.stderr)
+            );
+        } else {
+            let log = d.wait_log(logged, 1);
+            assert!(log.contains(logged), "case {i}: no '{logged}' in {log}");
+        }
+    }
+}
+
 /// A real sshd on a loopback port with throwaway keys, for `@host` entries.
 struct Sshd {
     child: std::process::Child,
