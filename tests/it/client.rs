@@ -691,7 +691,9 @@ fn generic_cc_is_sent_as_the_compiler_it_links_to() {
     let path_with = |d: &Path| format!("{}:{}", d.display(), std::env::var("PATH").unwrap());
     let gnu_path = path_with(&gnu);
     let clang_path = path_with(&clang);
-    let cases: [(&str, &[&str], &str, &[(&str, &str)]); 4] = [
+    // PATH, flags, what the server's log names ("" = stays local), extra env.
+    type Case<'a> = (&'a str, &'a [&'a str], &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case; 4] = [
         (&gnu_path, &["-O2"], "x86_64-linux-gnu-gcc calc.c", &[]),
         (&clang_path, &["-O2"], "clang calc.c", &[]),
         (
