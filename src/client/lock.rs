@@ -27,24 +27,115 @@ pub fn try_lock(dir: &Path, name: &str) -> std::io::Result<Option<Slot>> {
         .create(true)
         .truncate(false)
         .open(dir.join(name))?;
-    let fl = nix::libc::flock {
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&write_lock())) {
+        Ok(_) => Ok(Some(Slot::new(file, name))),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the first free slot of `names` (in that order); while all are busy,
+/// waits in the kernel on one of them, so a slot is taken the moment its
+/// compile releases it. distcc 3.4 sleeps `DISTCC_PAUSE_TIME_MSEC` (1 s by
+/// default) between scans instead, leaving a freed server idle for up to
+/// that long in every `make -j` wider than the slots. Each wait lasts at most
+/// `rescan` (below 50 ms it is a plain sleep), then all slots are tried
+/// again and the next one is waited on;
+/// clients waiting together start on different slots. The locks are the
+/// same `fcntl` locks 3.4 takes. `busy` is called once, when the first scan
+/// finds nothing free.
+pub fn take_first_free(
+    dir: &Path,
+    names: &[String],
+    rescan: Duration,
+    busy: impl Fn(),
+) -> std::io::Result<Slot> {
+    let start = std::process::id() as usize;
+    for round in 0.. {
+        for name in names {
+            if let Some(s) = try_lock(dir, name)? {
+                return Ok(s);
+            }
+        }
+        if round == 0 {
+            busy();
+        }
+        // A rescan every few milliseconds finds a freed slot as soon as a
+        // wake-up would; the timer and signal of a wait would only add work.
+        if rescan < Duration::from_millis(50) {
+            std::thread::sleep(rescan);
+            continue;
+        }
+        let name = &names[(start + round) % names.len()];
+        if let Some(s) = lock_within(dir, name, rescan)? {
+            return Ok(s);
+        }
+    }
+    unreachable!("the rounds do not end")
+}
+
+/// Waits up to `limit` for the lock: `F_SETLKW`, cut short by a one-shot
+/// timer's signal.
+fn lock_within(dir: &Path, name: &str, limit: Duration) -> std::io::Result<Option<Slot>> {
+    use nix::sys::signal::{SigEvent, SigevNotify, Signal};
+    use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(name))?;
+    wake_on_alarm();
+    let mut timer = Timer::new(
+        nix::time::ClockId::CLOCK_MONOTONIC,
+        SigEvent::new(SigevNotify::SigevSignal {
+            signal: Signal::SIGALRM,
+            si_value: 0,
+        }),
+    )?;
+    timer.set(
+        Expiration::OneShot(limit.max(Duration::from_millis(1)).into()),
+        TimerSetTimeFlags::empty(),
+    )?;
+    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLKW(&write_lock())) {
+        Ok(_) => Ok(Some(Slot::new(file, name))),
+        Err(nix::errno::Errno::EINTR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// SIGALRM interrupts a blocked `F_SETLKW` (no `SA_RESTART`) and does
+/// nothing else.
+fn wake_on_alarm() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    extern "C" fn wake(_: nix::libc::c_int) {}
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let action = SigAction::new(SigHandler::Handler(wake), SaFlags::empty(), SigSet::empty());
+        // Sound: the handler touches nothing, so it is async-signal-safe.
+        #[allow(unsafe_code)]
+        let _ = unsafe { sigaction(Signal::SIGALRM, &action) };
+    });
+}
+
+fn write_lock() -> nix::libc::flock {
+    nix::libc::flock {
         l_type: nix::libc::F_WRLCK as i16,
         l_whence: nix::libc::SEEK_SET as i16,
         l_start: 0,
         l_len: 0,
         l_pid: 0,
-    };
-    match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&fl)) {
-        Ok(_) => {
-            let index = name.rsplit('_').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-            Ok(Some(Slot {
-                _file: file,
-                name: name.to_owned(),
-                index,
-            }))
+    }
+}
+
+impl Slot {
+    fn new(file: File, name: &str) -> Slot {
+        let index = name.rsplit('_').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        Slot {
+            _file: file,
+            name: name.to_owned(),
+            index,
         }
-        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -66,7 +66,7 @@ Environment variables:
    DISTCC_IO_TIMEOUT=SECONDS  network timeout (default 300)
    DISTCC_CONNECT_TIMEOUT=SECONDS  connect timeout (default 4)
    DISTCC_BACKOFF_PERIOD=SECONDS   how long a failed host is skipped (default 60; 0 = never)
-   DISTCC_PAUSE_TIME_MSEC=MS  wait when every slot is busy (default 1000)
+   DISTCC_PAUSE_TIME_MSEC=MS  rescan interval while every slot is busy (default 1000)
    DISTCC_DIR=DIR             locks, state and hosts file (default ~/.distcc)
    DISTCC_SSH=COMMAND         ssh program and options for @host entries
    DISTCC_NO_REWRITE_CROSS=1  don't rewrite gcc to <triple>-gcc or add -target for clang
@@ -331,19 +331,16 @@ impl Client {
     /// Waits for a free `cpu_localhost_N` slot, N < `n`.
     fn local_slot(&self, n: u32) -> Option<Slot> {
         let locks = self.locks.as_ref()?;
-        loop {
-            for slot in 0..n.max(1) {
-                match lock::try_lock(&locks.0, &format!("cpu_localhost_{slot}")) {
-                    Ok(Some(s)) => return Some(s),
-                    Ok(None) => {}
-                    Err(e) => {
-                        log::warn(&format!("cannot lock in {}: {e}", locks.0.display()));
-                        return None;
-                    }
-                }
-            }
-            std::thread::sleep(self.s.pause);
-        }
+        let names: Vec<String> = (0..n.max(1)).map(|i| format!("cpu_localhost_{i}")).collect();
+        let busy = || {
+            log::info(&format!(
+                "all {} local slots are busy; waiting for one",
+                names.len()
+            ))
+        };
+        lock::take_first_free(&locks.0, &names, self.s.pause, busy)
+            .map_err(|e| log::warn(&format!("cannot lock in {}: {e}", locks.0.display())))
+            .ok()
     }
 
     /// Runs the user's own command here, as they typed it.
@@ -507,23 +504,20 @@ impl Client {
         };
         let limits: Vec<u32> = usable.iter().map(|i| list.hosts[*i].limit).collect();
         let order = lock::slot_order(&limits);
-        loop {
-            for &(u, slot) in &order {
-                let host = &list.hosts[usable[u]];
-                match lock::try_lock(&locks.0, &host.lock_name(slot)) {
-                    Ok(Some(s)) => return (usable[u], Some(s)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        log::warn(&format!("cannot lock in {}: {e}", locks.0.display()));
-                        return (usable[0], None);
-                    }
-                }
+        let names: Vec<String> = order
+            .iter()
+            .map(|&(u, slot)| list.hosts[usable[u]].lock_name(slot))
+            .collect();
+        let busy = || log::info(&format!("all {} slots are busy; waiting for one", names.len()));
+        match lock::take_first_free(&locks.0, &names, self.s.pause, busy) {
+            Ok(s) => {
+                let i = names.iter().position(|n| *n == s.name).unwrap_or(0);
+                (usable[order[i].0], Some(s))
             }
-            log::info(&format!(
-                "every slot is busy; waiting {}ms",
-                self.s.pause.as_millis()
-            ));
-            std::thread::sleep(self.s.pause);
+            Err(e) => {
+                log::warn(&format!("cannot lock in {}: {e}", locks.0.display()));
+                (usable[0], None)
+            }
         }
     }
 

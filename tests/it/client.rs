@@ -426,6 +426,67 @@ fn fifty_parallel_compiles_respect_the_host_limit() {
     assert!(most <= 2, "the host allows 2 jobs at once, the daemon saw {most}");
 }
 
+/// A client that finds every slot busy takes one the moment it is released,
+/// not after DISTCC_PAUSE_TIME_MSEC (here a minute; distcc 3.4 sleeps it).
+#[test]
+fn a_waiting_client_takes_a_freed_slot_at_once() {
+    let dir = TestDir::new("slot-wait");
+    let d = Daemon::serving(&dir, ALLOWED, &["--log-level", "debug"]);
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("slow.c"), slow_source(3000)).unwrap();
+    fs::write(src.join("quick.c"), "int quick(void) { return 1; }\n").unwrap();
+    let distcc_dir = src.join(".distcc-rs");
+    fs::create_dir_all(&distcc_dir).unwrap();
+    let client = |input: &str, out: &str| {
+        Command::new(DISTCC)
+            .args(["gcc", "-O2", "-c", input, "-o", out])
+            .current_dir(&src)
+            .env("DISTCC_HOSTS", format!("127.0.0.1:{}/1", d.port))
+            .env("DISTCC_DIR", &distcc_dir)
+            .env("DISTCC_FALLBACK", "0")
+            .env("DISTCC_VERBOSE", "1")
+            .env("DISTCC_PAUSE_TIME_MSEC", "60000")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let slow = client("slow.c", "slow.o");
+    // The slow job holds the host's one slot once the daemon runs its compiler.
+    d.wait_log("running", 1);
+    let started = Instant::now();
+    let mut quick = client("quick.c", "quick.o");
+    let quick_done = loop {
+        if let Some(st) = quick.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > Duration::from_secs(45) {
+            let _ = quick.kill();
+            panic!("the waiting client still sleeps after the slot was freed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let waited = started.elapsed();
+    let slow = slow.wait_with_output().unwrap();
+    assert!(slow.status.success(), "{}", text(&slow.stderr));
+    let mut err = String::new();
+    quick.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(quick_done.success(), "{err}");
+    assert!(err.contains("slots are busy; waiting"), "it did wait: {err}");
+    assert!(waited < Duration::from_secs(30), "took {waited:?}");
+    let log = d.wait_log("COMPILE_OK", 2);
+    let order: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("COMPILE_OK"))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["slow.c", "quick.c"],
+        "one slot: the quick job waited for the slow one"
+    );
+}
+
 /// A server that fails in one of the ways a network server can. These are
 /// stand-ins by necessity: a real distccd cannot be made to misbehave on cue.
 fn faulty_server(kind: &'static str) -> (u16, std::thread::JoinHandle<()>) {
