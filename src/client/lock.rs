@@ -21,12 +21,7 @@ pub struct Slot {
 
 /// Non-blocking whole-file write lock, as distcc's `F_SETLK`.
 pub fn try_lock(dir: &Path, name: &str) -> std::io::Result<Option<Slot>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(name))?;
+    let file = open_lock_file(dir, name)?;
     match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&write_lock())) {
         Ok(_) => Ok(Some(Slot::new(file, name))),
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(None),
@@ -79,12 +74,7 @@ pub fn take_first_free(
 fn lock_within(dir: &Path, name: &str, limit: Duration) -> std::io::Result<Option<Slot>> {
     use nix::sys::signal::{SigEvent, SigevNotify, Signal};
     use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(name))?;
+    let file = open_lock_file(dir, name)?;
     wake_on_alarm();
     let mut timer = Timer::new(
         nix::time::ClockId::CLOCK_MONOTONIC,
@@ -116,6 +106,16 @@ fn wake_on_alarm() {
         #[allow(unsafe_code)]
         let _ = unsafe { sigaction(Signal::SIGALRM, &action) };
     });
+}
+
+/// A slot's file, made on first use; it stays, as in distcc.
+fn open_lock_file(dir: &Path, name: &str) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(name))
 }
 
 fn write_lock() -> nix::libc::flock {
