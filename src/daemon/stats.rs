@@ -35,6 +35,8 @@ pub struct Report {
     pub load: [f64; 3],
     pub free_mb: u64,
     pub procs_d: u64,
+    /// The largest non-driver process: resident KiB and name.
+    pub max_rss: Option<(u64, String)>,
 }
 
 impl Report {
@@ -55,6 +57,7 @@ impl Report {
                 ]
             })
             .unwrap_or([0.0; 3]);
+        let (procs_d, max_rss) = scan_processes();
         let free_mb = nix::sys::statvfs::statvfs(&server.config.tmpdir)
             .map(|v| v.blocks_available() * v.fragment_size() / (1 << 20))
             .unwrap_or(0);
@@ -71,7 +74,8 @@ impl Report {
             live: server.live.snapshot(),
             load,
             free_mb,
-            procs_d: procs_in_d_state(),
+            procs_d,
+            max_rss,
         }
     }
 
@@ -81,24 +85,66 @@ impl Report {
     }
 }
 
-fn procs_in_d_state() -> u64 {
+/// What distcc 3.4 reads from every process in /proc: how many are in
+/// uninterruptible sleep (waiting on the disk), and the largest resident
+/// set, in KiB, of a program whose name does not end in `cc` or `++` (so
+/// `cc1`, `cc1plus`, `as` and `ld` count; the drivers do not).
+fn scan_processes() -> (u64, Option<(u64, String)>) {
     let Ok(rd) = std::fs::read_dir("/proc") else {
-        return 0;
+        return (0, None);
     };
-    rd.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
+    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4, |b| (b / 1024).max(1) as u64);
+    let mut in_d = 0;
+    let mut largest: Option<(u64, String)> = None;
+    for e in rd.flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Some((name, state, rss)) = std::fs::read_to_string(e.path().join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+        else {
+            continue;
+        };
+        in_d += u64::from(state == 'D');
+        let kib = rss * page_kib;
+        if !name.ends_with("cc") && !name.ends_with("++") && largest.as_ref().is_none_or(|(k, _)| kib > *k) {
+            largest = Some((kib, name));
+        }
+    }
+    (in_d, largest)
+}
+
+/// A `/proc/PID/stat` line's name, state and resident pages. Pure. The name
+/// is in parentheses and may itself hold spaces and parentheses.
+fn parse_stat(line: &str) -> Option<(String, char, u64)> {
+    let (head, rest) = line.rsplit_once(')')?;
+    // A process names itself; one line per field on the page, whatever it chose.
+    let name = head
+        .split_once('(')?
+        .1
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
         })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter(|st| {
-            st.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('D'))
-        })
-        .count() as u64
+        .collect();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let rss = fields.get(21)?.parse().ok()?;
+    Some((name, state, rss))
 }
 
 /// distcc 3.4's page, byte for byte in its part, then ours.
@@ -119,7 +165,7 @@ pub fn render_text(r: &Report) -> String {
          dcc_avg_kids1 {}\ndcc_avg_kids2 {}\ndcc_avg_kids3 {}\ndcc_current_load {}\n\
          dcc_load1 {:.2}\ndcc_load2 {:.2}\ndcc_load3 {:.2}\n\
          dcc_num_compiles1 {}\ndcc_num_compiles2 {}\ndcc_num_compiles3 {}\ndcc_num_procstate_D {}\n\
-         dcc_max_RSS 0\ndcc_max_RSS_name none\ndcc_io_rate -1\ndcc_free_space {} MB\n</distccstats>\n",
+         dcc_max_RSS {}\ndcc_max_RSS_name {}\ndcc_io_rate -1\ndcc_free_space {} MB\n</distccstats>\n",
         r.accepted,
         r.bad_request,
         r.ok,
@@ -139,6 +185,8 @@ pub fn render_text(r: &Report) -> String {
         l.compiles[1],
         l.compiles[2],
         r.procs_d,
+        r.max_rss.as_ref().map_or(0, |m| m.0),
+        r.max_rss.as_ref().map_or("none", |m| m.1.as_str()),
         r.free_mb,
     );
     let _ = writeln!(s, "<distcc-rs>\nstatus {}\njob_slots {}", r.status(), r.jobs);
@@ -443,7 +491,35 @@ mod tests {
             load: [0.5, 0.25, 1.0],
             free_mb: 2048,
             procs_d: 0,
+            max_rss: None,
         }
+    }
+
+    #[test]
+    fn proc_stat_lines() {
+        let line = |name: &str, state: char, rss: u64| {
+            format!(
+                "4242 ({name}) {state} 1 2 3 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 1234 9000000 {rss} 18446744073709551615"
+            )
+        };
+        for (text, want) in [
+            (line("cc1", 'R', 2048), Some(("cc1".to_string(), 'R', 2048))),
+            (line("as", 'D', 300), Some(("as".into(), 'D', 300))),
+            (line("a) b (c", 'S', 5), Some(("a)_b_(c".into(), 'S', 5))),
+            (line("evil\nline", 'S', 5), Some(("evil_line".into(), 'S', 5))),
+            ("4242 (short) R 1 2".into(), None),
+            ("no parentheses".into(), None),
+        ] {
+            assert_eq!(parse_stat(&text), want, "{text}");
+        }
+        let mut r = report();
+        r.max_rss = Some((51200, "cc1plus".into()));
+        r.procs_d = 2;
+        let t = render_text(&r);
+        assert!(
+            t.contains("dcc_num_procstate_D 2\ndcc_max_RSS 51200\ndcc_max_RSS_name cc1plus\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -291,6 +291,16 @@ fn stats_over_http_and_in_chromium() {
     ] {
         assert!(page.contains(line), "{line:?} in {page}");
     }
+    // Read from /proc as 3.4 does: the largest process, never empty while
+    // a compiler runs.
+    let field = |key: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {page}"))
+            .to_owned()
+    };
+    assert!(field("dcc_max_RSS ").parse::<u64>().unwrap() > 0, "{page}");
+    assert_ne!(field("dcc_max_RSS_name "), "none", "{page}");
     // Ours after it: the running job, per-client counts, the reason.
     assert!(
         page.contains("status 1 running, 1 served, 0 failed, 1 refused"),
