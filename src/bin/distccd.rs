@@ -99,17 +99,22 @@ fn run(opts: Options) -> Result<(), Fatal> {
         ));
     }
     let from_systemd = activated.is_some();
-    let listeners = match (inetd, activated) {
-        (true, _) => Vec::new(),
-        (false, Some(l)) => l,
-        (false, None) => bind(&opts).map_err(fatal(exitcode::BIND_FAILED))?,
+    let (listeners, activated_stats) = match (inetd, activated) {
+        (true, _) => (Vec::new(), Vec::new()),
+        (false, Some(a)) => (a.compile, a.stats),
+        (false, None) => (bind(&opts).map_err(fatal(exitcode::BIND_FAILED))?, Vec::new()),
     };
-    let stats_listener = if opts.stats && !inetd {
+    // A stats socket from systemd turns the page on; --stats alone binds one.
+    let stats_listeners = if inetd {
+        Vec::new()
+    } else if !activated_stats.is_empty() {
+        activated_stats
+    } else if opts.stats {
         let mut o = opts.clone();
         o.port = opts.stats_port;
-        Some(bind(&o).map_err(fatal(exitcode::BIND_FAILED))?.remove(0))
+        vec![bind(&o).map_err(fatal(exitcode::BIND_FAILED))?.remove(0)]
     } else {
-        None
+        Vec::new()
     };
     process::set_nice(opts.nice).map_err(fatal(exitcode::DISTCC_FAILED))?;
     let notifier = Arc::new(systemd::Notifier::connect());
@@ -177,15 +182,13 @@ fn run(opts: Options) -> Result<(), Fatal> {
             );
         }
         let status = tokio::spawn(report_status(server.clone(), notifier.clone()));
-        let stats = match stats_listener {
-            Some(l) => {
-                l.set_nonblocking(true)?;
-                let l = tokio::net::TcpListener::from_std(l)?;
-                tracing::info!("statistics on http://{}/", l.local_addr()?);
-                Some(tokio::spawn(daemon::stats::serve_stats(l, server.clone())))
-            }
-            None => None,
-        };
+        let mut stats = Vec::new();
+        for l in stats_listeners {
+            l.set_nonblocking(true)?;
+            let l = tokio::net::TcpListener::from_std(l)?;
+            tracing::info!("statistics on http://{}/", l.local_addr()?);
+            stats.push(tokio::spawn(daemon::stats::serve_stats(l, server.clone())));
+        }
         let stop_notifier = notifier.clone();
         let stop_server = server.clone();
         let shutdown = async move {
@@ -200,7 +203,7 @@ fn run(opts: Options) -> Result<(), Fatal> {
         };
         daemon::serve(listeners, server, shutdown).await;
         status.abort();
-        if let Some(s) = stats {
+        for s in stats {
             s.abort();
         }
         tracing::info!("distccd exiting");

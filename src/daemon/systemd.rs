@@ -39,17 +39,33 @@ pub fn listen_fd_range(
     Ok(Some(FIRST_FD..FIRST_FD + n))
 }
 
+/// Whether each passed socket is for the statistics page: those a socket
+/// unit names `FileDescriptorName=stats` (`distccd-stats.socket`); every
+/// other one takes compile requests. Pure.
+pub fn stats_sockets(fd_names: Option<&str>, count: usize) -> Vec<bool> {
+    let names: Vec<&str> = fd_names.map(|n| n.split(':').collect()).unwrap_or_default();
+    (0..count).map(|i| names.get(i) == Some(&"stats")).collect()
+}
+
+/// The sockets systemd passed, by what they are for.
+pub struct Activated {
+    pub compile: Vec<std::net::TcpListener>,
+    pub stats: Vec<std::net::TcpListener>,
+}
+
 /// The listening TCP sockets systemd passed, checked and made non-blocking
 /// (tokio must never see a blocking socket, and `NonBlocking=` is optional).
 /// `None` when not socket-activated. Call before any thread exists: it
 /// unsets the variables so that compilers do not inherit them.
 #[allow(unsafe_code)]
-pub fn take_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
+pub fn take_listeners() -> Result<Option<Activated>, String> {
     let pid = std::env::var("LISTEN_PID").ok();
     let fds = std::env::var("LISTEN_FDS").ok();
+    let names = std::env::var("LISTEN_FDNAMES").ok();
     let Some(range) = listen_fd_range(pid.as_deref(), fds.as_deref(), std::process::id())? else {
         return Ok(None);
     };
+    let for_stats = stats_sockets(names.as_deref(), range.len());
     // SAFETY: no other thread exists yet (called from `main` before the
     // runtime is built), so nothing reads the environment concurrently.
     unsafe {
@@ -57,8 +73,11 @@ pub fn take_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
         std::env::remove_var("LISTEN_FDS");
         std::env::remove_var("LISTEN_FDNAMES");
     }
-    let mut out = Vec::new();
-    for fd in range {
+    let mut out = Activated {
+        compile: Vec::new(),
+        stats: Vec::new(),
+    };
+    for (fd, stats) in range.zip(for_stats) {
         // SAFETY: systemd hands these descriptors to this process (LISTEN_PID
         // matched) and nothing else in it owns them; each is wrapped once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -76,7 +95,10 @@ pub fn take_listeners() -> Result<Option<Vec<std::net::TcpListener>>, String> {
         }
         let l = std::net::TcpListener::from(owned);
         l.set_nonblocking(true).map_err(|e| format!("fd {fd}: {e}"))?;
-        out.push(l);
+        if stats { &mut out.stats } else { &mut out.compile }.push(l);
+    }
+    if out.compile.is_empty() {
+        return Err("systemd passed only statistics sockets; distccd.socket is the one for compiles".into());
     }
     Ok(Some(out))
 }
@@ -153,6 +175,22 @@ mod tests {
         assert!(listen_fd_range(Some("7"), Some("x"), 7).is_err());
         assert!(listen_fd_range(Some("7"), Some("0"), 7).is_err());
         assert!(listen_fd_range(Some("7"), Some("1000"), 7).is_err());
+    }
+
+    #[test]
+    fn named_sockets() {
+        assert_eq!(stats_sockets(None, 2), [false, false]);
+        assert_eq!(stats_sockets(Some("distccd.socket:stats"), 2), [false, true]);
+        assert_eq!(
+            stats_sockets(Some("stats:distccd.socket:x"), 3),
+            [true, false, false]
+        );
+        assert_eq!(
+            stats_sockets(Some("stats"), 2),
+            [true, false],
+            "fewer names than sockets"
+        );
+        assert_eq!(stats_sockets(Some("statsx:"), 2), [false, false]);
     }
 
     #[test]

@@ -537,6 +537,7 @@ fn install_and_inspect(s: &Scratch, pkg: &Path, chost: &str) {
         "usr/bin/distcc-chroot",
         "usr/lib/systemd/system/distccd.service",
         "usr/lib/systemd/system/distccd.socket",
+        "usr/lib/systemd/system/distccd-stats.socket",
         "usr/lib/systemd/system/distccd@.service",
         "usr/lib/systemd/system/distccd@.socket",
         "etc/conf.d/distccd",

@@ -18,6 +18,7 @@ fn install(b: &SystemdBox) {
     b.copy_in(Path::new(DISTCC), "/usr/bin/distcc");
     for unit in [
         "distccd.socket",
+        "distccd-stats.socket",
         "distccd.service",
         "distccd@.socket",
         "distccd@.service",
@@ -82,6 +83,7 @@ fn distccd_under_systemd() {
         "systemd-analyze",
         "verify",
         "/etc/systemd/system/distccd.socket",
+        "/etc/systemd/system/distccd-stats.socket",
         "/etc/systemd/system/distccd.service",
         "/tmp/distccd@3692.socket",
         "/tmp/distccd@3692.service",
@@ -92,11 +94,9 @@ fn distccd_under_systemd() {
         text(&verify.stderr)
     );
 
-    // The shipped conf.d, with the statistics page on.
-    b.sh("sed -i 's/^DISTCC_ARGS=\"--allow 127.0.0.1\"$/DISTCC_ARGS=\"--allow 127.0.0.1 --stats\"/' /etc/conf.d/distccd && grep -q -- '--stats' /etc/conf.d/distccd");
-
-    // Enabling the socket starts no daemon.
-    b.sh("systemctl enable --now distccd.socket");
+    // Enabling the sockets (compiles, and the statistics page instead of
+    // --stats) starts no daemon.
+    b.sh("systemctl enable --now distccd.socket distccd-stats.socket");
     assert_eq!(
         b.exec(&["systemctl", "is-active", "distccd.service"]).stdout,
         b"inactive\n"
@@ -179,7 +179,7 @@ fn distccd_under_systemd() {
         .sh("systemctl show -p StatusText --value distccd")
         .trim()
         .to_owned();
-    let page = b.sh("curl -s http://127.0.0.1:3633/");
+    let page = b.sh("curl -s --max-time 10 http://127.0.0.1:3633/");
     assert!(
         page.contains(&format!("\nstatus {status}\n")),
         "STATUS={status} vs {page}"
