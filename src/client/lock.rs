@@ -45,6 +45,12 @@ pub fn take_first_free(
     rescan: Duration,
     busy: impl Fn(),
 ) -> std::io::Result<Slot> {
+    if names.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no slots to take",
+        ));
+    }
     let start = std::process::id() as usize;
     for round in 0.. {
         for name in names {
@@ -183,6 +189,19 @@ impl LockDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn takes_the_first_free_slot_and_needs_one() {
+        let dir = std::env::temp_dir().join(format!("distcc-rs-lock-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let names: Vec<String> = ["cpu_a_0", "cpu_b_0", "cpu_a_1"].map(String::from).to_vec();
+        let busy = std::cell::Cell::new(0);
+        let s = take_first_free(&dir, &names, Duration::from_secs(1), || busy.set(busy.get() + 1)).unwrap();
+        assert_eq!((s.name.as_str(), s.index, busy.get()), ("cpu_a_0", 0, 0));
+        assert!(take_first_free(&dir, &[], Duration::from_secs(1), || ()).is_err());
+        drop(s);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn slot_order_is_slot_major() {
