@@ -52,7 +52,8 @@ pub fn take_first_free(
         ));
     }
     let start = std::process::id() as usize;
-    for round in 0.. {
+    let mut round = 0;
+    loop {
         for name in names {
             if let Some(s) = try_lock(dir, name)? {
                 return Ok(s);
@@ -61,6 +62,7 @@ pub fn take_first_free(
         if round == 0 {
             busy();
         }
+        round += 1;
         // A rescan every few milliseconds finds a freed slot as soon as a
         // wake-up would; the timer and signal of a wait would only add work.
         if rescan < Duration::from_millis(50) {
@@ -72,7 +74,6 @@ pub fn take_first_free(
             return Ok(s);
         }
     }
-    unreachable!("the rounds do not end")
 }
 
 /// Waits up to `limit` for the lock: `F_SETLKW`, cut short by a one-shot

@@ -202,6 +202,8 @@ struct Client {
     /// Environment for every process we start (trimmed PATH, safeguard).
     child_env: Vec<(String, String)>,
     path: String,
+    /// This program's device and inode: what a masquerade link leads to.
+    own: Option<(u64, u64)>,
     locks: Option<LockDir>,
     progress: Progress,
 }
@@ -214,6 +216,7 @@ impl Client {
             argv0: argv0.to_owned(),
             child_env: Vec::new(),
             path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            own: own_id(),
             locks: None,
             progress: Progress::new(None),
         }
@@ -229,8 +232,7 @@ impl Client {
         }
         if self.masquerade {
             let dir = self.argv0.rsplit_once('/').map(|(d, _)| d.to_owned());
-            let own = own_id();
-            let has_us = |entry: &str| is_us(&Path::new(entry).join(&name), own);
+            let has_us = |entry: &str| is_us(&Path::new(entry).join(&name), self.own);
             if let Some(trimmed) =
                 mode::trim_path(&self.path, dir.as_deref().map(absolute).as_deref(), has_us)
             {
@@ -263,25 +265,7 @@ impl Client {
                 .collect::<Option<Vec<_>>>()
             {
                 None => Verdict::Local("an argument is not valid UTF-8".into()),
-                Some(mut words) => {
-                    // Classified as what `cc` really is, so the clang checks
-                    // apply to a `cc` that is clang.
-                    let family = generic_family(&name, &compiler);
-                    if let Some(f) = &family {
-                        words[0] = f.clone();
-                    }
-                    match classify::classify(&words) {
-                        Verdict::Remote(mut job) if family.is_some() => {
-                            if self.s.rewrite_cross {
-                                log::info(&format!("rewriting '{name}' to '{}'", job.server_argv[0]));
-                            } else {
-                                job.server_argv[0] = name.clone();
-                            }
-                            Verdict::Remote(job)
-                        }
-                        v => v,
-                    }
-                }
+                Some(words) => self.classify_as_found(&name, &compiler, words),
             },
         };
         match verdict {
@@ -297,18 +281,41 @@ impl Client {
         }
     }
 
+    /// Classifies the command as the compiler it really is, so a `cc` that
+    /// is clang gets clang's checks (§2.9). The server is sent that
+    /// compiler's name too, unless DISTCC_NO_REWRITE_CROSS keeps `cc`.
+    fn classify_as_found(&self, name: &str, compiler: &Path, mut words: Vec<String>) -> Verdict {
+        let Some(family) = generic_family(name, compiler) else {
+            return classify::classify(&words);
+        };
+        words[0] = family;
+        let mut verdict = classify::classify(&words);
+        if let Verdict::Remote(job) = &mut verdict {
+            if self.s.rewrite_cross {
+                log::info(&format!("rewriting '{name}' to '{}'", job.server_argv[0]));
+            } else {
+                job.server_argv[0] = name.to_owned();
+            }
+        }
+        verdict
+    }
+
     /// `name` on our PATH, skipping distcc itself (a masquerade link, or
     /// `distcc gcc` with the link directory first on PATH).
     fn find_compiler(&self, name: &str) -> Option<PathBuf> {
         if name.contains('/') {
             return Some(PathBuf::from(name));
         }
-        let own = own_id();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // One stat a candidate: executable, and not this program.
+        let usable = |m: fs::Metadata| {
+            m.is_file() && m.permissions().mode() & 0o111 != 0 && Some((m.dev(), m.ino())) != self.own
+        };
         self.path
             .split(':')
             .filter(|d| !d.is_empty())
             .map(|d| Path::new(d).join(name))
-            .find(|cand| is_executable(cand) && !is_us(cand, own))
+            .find(|cand| fs::metadata(cand).is_ok_and(usable))
     }
 
     fn lock_dir(&self) -> Option<LockDir> {
@@ -768,7 +775,6 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Whether `p` is this very program (a masquerade link to us).
 /// This program's device and inode: what a masquerade link leads back to.
 fn own_id() -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
