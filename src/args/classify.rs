@@ -409,7 +409,6 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    /// distcc's `ScanArgs_Case` vectors (test/testdistcc.py): "dist in out" or local.
     #[test]
     fn generic_names_and_their_families() {
         for (generic, target, want) in [
@@ -436,6 +435,7 @@ mod tests {
         }
     }
 
+    /// distcc's `ScanArgs_Case` vectors (test/testdistcc.py): "dist in out" or local.
     #[test]
     fn distcc_scan_args_vectors() {
         let cases: &[(&str, Option<(&str, &str)>)] = &[
