@@ -38,13 +38,13 @@ pub fn try_lock(dir: &Path, name: &str) -> std::io::Result<Option<Slot>> {
 /// again and the next one is waited on;
 /// clients waiting together start on different slots. The locks are the
 /// same `fcntl` locks 3.4 takes. `busy` is called once, when the first scan
-/// finds nothing free.
+/// finds nothing free. Returns the slot and its place in `names`.
 pub fn take_first_free(
     dir: &Path,
     names: &[String],
     rescan: Duration,
     busy: impl Fn(),
-) -> std::io::Result<Slot> {
+) -> std::io::Result<(usize, Slot)> {
     if names.is_empty() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -54,9 +54,9 @@ pub fn take_first_free(
     let start = std::process::id() as usize;
     let mut round = 0;
     loop {
-        for name in names {
+        for (i, name) in names.iter().enumerate() {
             if let Some(s) = try_lock(dir, name)? {
-                return Ok(s);
+                return Ok((i, s));
             }
         }
         if round == 0 {
@@ -69,9 +69,9 @@ pub fn take_first_free(
             std::thread::sleep(rescan);
             continue;
         }
-        let name = &names[(start + round) % names.len()];
-        if let Some(s) = lock_within(dir, name, rescan)? {
-            return Ok(s);
+        let i = (start + round) % names.len();
+        if let Some(s) = lock_within(dir, &names[i], rescan)? {
+            return Ok((i, s));
         }
     }
 }
@@ -197,8 +197,9 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let names: Vec<String> = ["cpu_a_0", "cpu_b_0", "cpu_a_1"].map(String::from).to_vec();
         let busy = std::cell::Cell::new(0);
-        let s = take_first_free(&dir, &names, Duration::from_secs(1), || busy.set(busy.get() + 1)).unwrap();
-        assert_eq!((s.name.as_str(), s.index, busy.get()), ("cpu_a_0", 0, 0));
+        let (i, s) =
+            take_first_free(&dir, &names, Duration::from_secs(1), || busy.set(busy.get() + 1)).unwrap();
+        assert_eq!((i, s.name.as_str(), s.index, busy.get()), (0, "cpu_a_0", 0, 0));
         assert!(take_first_free(&dir, &[], Duration::from_secs(1), || ()).is_err());
         drop(s);
         fs::remove_dir_all(&dir).unwrap();

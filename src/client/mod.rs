@@ -346,6 +346,7 @@ impl Client {
             ))
         };
         lock::take_first_free(&locks.0, &names, self.s.pause, busy)
+            .map(|(_, s)| s)
             .map_err(|e| log::warn(&format!("cannot lock in {}: {e}", locks.0.display())))
             .ok()
     }
@@ -517,10 +518,7 @@ impl Client {
             .collect();
         let busy = || log::info(&format!("all {} slots are busy; waiting for one", names.len()));
         match lock::take_first_free(&locks.0, &names, self.s.pause, busy) {
-            Ok(s) => {
-                let i = names.iter().position(|n| *n == s.name).unwrap_or(0);
-                (usable[order[i].0], Some(s))
-            }
+            Ok((i, s)) => (usable[order[i].0], Some(s)),
             Err(e) => {
                 log::warn(&format!("cannot lock in {}: {e}", locks.0.display()));
                 (usable[0], None)
