@@ -69,6 +69,9 @@ pub struct Job {
     pub input: String,
     /// The output, as named (or as the compiler would name it).
     pub output: String,
+    /// `-S`: the output is assembly, which cc1 writes through a symbolic
+    /// link; an object is written by `as`, which replaces the link.
+    pub assembly: bool,
     pub lang: Lang,
     /// The input is already preprocessed: it is sent as it is.
     pub preprocessed: bool,
@@ -347,6 +350,7 @@ fn scan(argv: &[String]) -> Result<Job, String> {
     Ok(Job {
         input,
         output,
+        assembly: mode == "-S",
         lang,
         preprocessed,
         cpp_argv: cpp,

@@ -115,14 +115,22 @@ fn wake_on_alarm() {
     });
 }
 
-/// A slot's file, made on first use; it stays, as in distcc.
+/// A slot's file, made on first use; it stays, as in distcc. Whatever
+/// else is found at the name (a link, a FIFO that would block the open) is
+/// an error, not something to follow.
 fn open_lock_file(dir: &Path, name: &str) -> std::io::Result<File> {
-    OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(dir.join(name))
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(dir.join(name))?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!("{name} is not a regular file")));
+    }
+    Ok(file)
 }
 
 fn write_lock() -> nix::libc::flock {
@@ -178,8 +186,15 @@ impl LockDir {
             .ok()
     }
 
+    /// A new mark each time (the old one removed), so its time is now and
+    /// nothing planted at the name is written through.
     pub fn mark_failed(&self, host: &HostSpec) {
-        let _ = fs::write(self.0.join(host.backoff_name()), b"x");
+        let path = self.0.join(host.backoff_name());
+        let _ = fs::remove_file(&path);
+        let made = OpenOptions::new().write(true).create_new(true).open(&path);
+        if let Ok(mut f) = made {
+            let _ = std::io::Write::write_all(&mut f, b"x");
+        }
     }
 
     pub fn clear_failed(&self, host: &HostSpec) {

@@ -1,7 +1,9 @@
 //! The client's messages, in distcc's format: `distcc[PID] message`.
-//! Warnings always go to stderr (distcc's default level); with
-//! `DISTCC_VERBOSE=1` every decision is said there too; `DISTCC_LOG` appends
-//! them to a file instead.
+//! Warnings go to stderr (distcc's default level); with `DISTCC_VERBOSE=1`
+//! every decision is said there too. `DISTCC_LOG` appends all of them to a
+//! file instead, and then stderr carries only the compiler's own output, as
+//! with distcc 3.4: configure probes that expect a silent compiler depend on
+//! it. Only a log file that cannot be opened sends them back to stderr.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -36,9 +38,6 @@ fn emit(line: &str, always: bool) {
     if let Some(Some(f)) = sink.map(|s| s.file.as_ref()) {
         if let Ok(mut f) = f.lock() {
             let _ = f.write_all(line.as_bytes());
-        }
-        if always {
-            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         return;
     }

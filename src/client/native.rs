@@ -37,16 +37,44 @@ pub fn flags_from_verbose(stderr: &str) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// Why a native job must stay here, or `Ok` with `job.server_argv` resolved.
-pub fn resolve(compiler: &Path, job: &mut Job, env: &[(String, String)]) -> Result<(), String> {
+/// Why a native job must stay here.
+#[derive(Debug)]
+pub enum Unresolved {
+    Clang,
+    /// With `-g`, gcc records its flags in an order only a local compile
+    /// reproduces.
+    DebugRecord,
+    CannotAsk(std::io::Error),
+    NoAnswer,
+}
+
+impl std::fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unresolved::Clang => write!(
+                f,
+                "-march=native: only gcc's answer for this CPU is resolved; clang compiles it here"
+            ),
+            Unresolved::DebugRecord => write!(
+                f,
+                "-march=native with -g: the debug info records gcc's flags in an order only a local compile reproduces"
+            ),
+            Unresolved::CannotAsk(e) => {
+                write!(f, "-march=native: could not ask the compiler for this CPU's flags: {e}")
+            }
+            Unresolved::NoAnswer => write!(f, "-march=native: the compiler did not show this CPU's flags"),
+        }
+    }
+}
+
+/// `Ok` with `job.server_argv` resolved, or why the job must stay here.
+pub fn resolve(compiler: &Path, job: &mut Job, env: &[(String, String)]) -> Result<(), Unresolved> {
     let name = compiler
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if name.contains("clang") {
-        return Err(
-            "-march=native: only gcc's answer for this CPU is resolved; clang compiles it here".into(),
-        );
+        return Err(Unresolved::Clang);
     }
     // gcc records its flags in the debug info in the order cc1 got them;
     // flags given to the driver are reordered, so only a local compile
@@ -54,7 +82,7 @@ pub fn resolve(compiler: &Path, job: &mut Job, env: &[(String, String)]) -> Resu
     let debug = job.server_argv.iter().any(|w| w.starts_with("-g") && w != "-g0");
     let unrecorded = job.server_argv.iter().any(|w| w == "-gno-record-gcc-switches");
     if debug && !unrecorded {
-        return Err("-march=native with -g: the debug info records gcc's flags in an order only a local compile reproduces".into());
+        return Err(Unresolved::DebugRecord);
     }
     let natives: Vec<String> = job.server_argv.iter().filter(|w| is_native(w)).cloned().collect();
     let out = Command::new(compiler)
@@ -65,23 +93,13 @@ pub fn resolve(compiler: &Path, job: &mut Job, env: &[(String, String)]) -> Resu
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| {
-            format!(
-                "-march=native: could not ask {} for this CPU's flags: {e}",
-                compiler.display()
-            )
-        })?;
-    let flags = flags_from_verbose(&String::from_utf8_lossy(&out.stderr)).ok_or_else(|| {
-        format!(
-            "-march=native: {} did not show this CPU's flags",
-            compiler.display()
-        )
-    })?;
-    let at = job
-        .server_argv
-        .iter()
-        .position(|w| is_native(w))
-        .expect("job.native implies a native word");
+        .map_err(Unresolved::CannotAsk)?;
+    let flags = flags_from_verbose(&String::from_utf8_lossy(&out.stderr)).ok_or(Unresolved::NoAnswer)?;
+    // `job.native` means a native word is there; without one, nothing to do.
+    let Some(at) = job.server_argv.iter().position(|w| is_native(w)) else {
+        job.native = false;
+        return Ok(());
+    };
     job.server_argv.retain(|w| !is_native(w));
     job.server_argv.splice(at..at, flags);
     job.native = false;

@@ -49,8 +49,11 @@ impl Progress {
             return;
         }
         let tmp = path.with_file_name(format!(".binstate_{}.tmp", std::process::id()));
+        // A new file, never one found at the name (a stale one, or a link).
+        let _ = fs::remove_file(&tmp);
+        let new = fs::OpenOptions::new().write(true).create_new(true).open(&tmp);
         // The descriptor stays valid through the rename: no second open.
-        let made = File::create(&tmp).and_then(|f| {
+        let made = new.and_then(|f| {
             f.write_all_at(&record, 0)?;
             fs::rename(&tmp, path)?;
             Ok(f)

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::hosts::{HostSpec, Transport};
+use super::outcome::{FaultKind, HostFault};
 use crate::protocol::blocking::{ReadError, read_message};
 use crate::protocol::message::{self, ReplyDecoder};
 use crate::protocol::{Limits, ProtocolError, Reply, Version, lzo, token};
@@ -21,28 +22,29 @@ pub struct Conn {
     version: Version,
 }
 
-/// Opens a connection; the error says what failed, for the log line.
+/// Opens a connection; the fault says what failed, for the log line.
 pub fn connect(
     host: &HostSpec,
     version: Version,
     connect_timeout: Duration,
     io_timeout: Duration,
     ssh: &[String],
-) -> Result<Conn, String> {
+) -> Result<Conn, HostFault> {
     match &host.transport {
         Transport::Tcp { host: name, port } => {
             let addrs: Vec<_> = (name.as_str(), *port)
                 .to_socket_addrs()
-                .map_err(|e| format!("cannot resolve {name}: {e}"))?
+                .map_err(|e| HostFault::new(FaultKind::Connect, format!("cannot resolve {name}: {e}")))?
                 .collect();
-            let mut last = format!("{name} has no address");
+            let mut last = HostFault::new(FaultKind::Connect, format!("{name} has no address"));
             for addr in addrs {
                 match TcpStream::connect_timeout(&addr, connect_timeout) {
                     Ok(s) => {
+                        let setup = |e: std::io::Error| HostFault::io(&e, "setting up the connection");
                         let _ = s.set_nodelay(true);
-                        s.set_read_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
-                        s.set_write_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
-                        let r = s.try_clone().map_err(|e| e.to_string())?;
+                        s.set_read_timeout(Some(io_timeout)).map_err(setup)?;
+                        s.set_write_timeout(Some(io_timeout)).map_err(setup)?;
+                        let r = s.try_clone().map_err(setup)?;
                         return Ok(Conn {
                             reader: std::io::BufReader::with_capacity(64 << 10, Box::new(r)),
                             writer: BufWriter::with_capacity(256 << 10, Box::new(s)),
@@ -50,7 +52,13 @@ pub fn connect(
                             version,
                         });
                     }
-                    Err(e) => last = format!("cannot connect to {addr}: {e}"),
+                    Err(e) => {
+                        let kind = match e.kind() {
+                            std::io::ErrorKind::TimedOut => FaultKind::Timeout,
+                            _ => FaultKind::Connect,
+                        };
+                        last = HostFault::new(kind, format!("cannot connect to {addr}: {e}"));
+                    }
                 }
             }
             Err(last)
@@ -60,7 +68,9 @@ pub fn connect(
             host: name,
             command,
         } => {
-            let (prog, extra) = ssh.split_first().ok_or("DISTCC_SSH is empty")?;
+            let (prog, extra) = ssh
+                .split_first()
+                .ok_or_else(|| HostFault::new(FaultKind::Connect, "DISTCC_SSH is empty"))?;
             let mut cmd = Command::new(prog);
             cmd.args(extra);
             if let Some(u) = user {
@@ -74,9 +84,11 @@ pub fn connect(
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .map_err(|e| format!("cannot run {prog}: {e}"))?;
-            let w = child.stdin.take().expect("piped");
-            let r = child.stdout.take().expect("piped");
+                .map_err(|e| HostFault::new(FaultKind::Connect, format!("cannot run {prog}: {e}")))?;
+            let (Some(w), Some(r)) = (child.stdin.take(), child.stdout.take()) else {
+                let _ = child.kill();
+                return Err(HostFault::new(FaultKind::Connect, format!("{prog} has no pipes")));
+            };
             Ok(Conn {
                 reader: std::io::BufReader::with_capacity(64 << 10, Box::new(r)),
                 writer: BufWriter::new(Box::new(w)),
@@ -84,21 +96,21 @@ pub fn connect(
                 version,
             })
         }
-        Transport::Local => Err("localhost is not a server".into()),
+        Transport::Local => Err(HostFault::new(FaultKind::Connect, "localhost is not a server")),
     }
 }
 
 impl Conn {
     /// DIST, ARGC and ARGV: sent while the preprocessor still runs.
-    pub fn send_head(&mut self, argv: &[String]) -> Result<(), String> {
+    pub fn send_head(&mut self, argv: &[String]) -> Result<(), HostFault> {
         let words: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
         self.writer
             .write_all(&message::encode_head(self.version, &words))
-            .map_err(|e| format!("sending the command: {e}"))
+            .map_err(|e| HostFault::io(&e, "sending the command"))
     }
 
     /// DOTI: the preprocessed source.
-    pub fn send_source(&mut self, doti: &[u8]) -> Result<(), String> {
+    pub fn send_source(&mut self, doti: &[u8]) -> Result<(), HostFault> {
         let compressed;
         let data: &[u8] = if self.version.compressed() {
             compressed = lzo::compress(doti);
@@ -113,11 +125,11 @@ impl Conn {
             .write_all(&header)
             .and_then(|()| w.write_all(data))
             .and_then(|()| w.flush());
-        sent.map_err(|e| format!("sending the source: {e}"))
+        sent.map_err(|e| HostFault::io(&e, "sending the source"))
     }
 
     /// Waits for the server's answer.
-    pub fn reply(self) -> Result<Reply, String> {
+    pub fn reply(self) -> Result<Reply, HostFault> {
         let Conn {
             mut reader,
             writer,
@@ -137,10 +149,15 @@ impl Conn {
             let _ = child.wait();
         }
         reply.map_err(|e| match e {
-            ReadError::Protocol(ProtocolError::Truncated("a header")) => {
-                "the server closed the connection without an answer".to_owned()
+            ReadError::Protocol(ProtocolError::Truncated("a header")) => HostFault::new(
+                FaultKind::Truncated,
+                "the server closed the connection without an answer",
+            ),
+            ReadError::Protocol(p @ ProtocolError::Truncated(_)) => {
+                HostFault::new(FaultKind::Truncated, format!("reading the answer: {p}"))
             }
-            other => format!("reading the answer: {other}"),
+            ReadError::Protocol(p) => HostFault::new(FaultKind::Protocol, format!("reading the answer: {p}")),
+            ReadError::Io(e) => HostFault::io(&e, "reading the answer"),
         })
     }
 }

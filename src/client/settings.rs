@@ -40,19 +40,49 @@ fn boolean(v: Option<String>, default: bool) -> bool {
     }
 }
 
-fn seconds(name: &str, v: Option<String>, default: u64) -> Result<Duration, String> {
+/// A variable whose value is not what it must be (distcc exits 101).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}: expected {}", self.name, self.value, self.expected)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+fn seconds(name: &'static str, v: Option<String>, default: u64) -> Result<Duration, SettingsError> {
     match v {
         None => Ok(Duration::from_secs(default)),
         Some(s) => match s.trim().parse::<u64>() {
             Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-            _ => Err(format!(
-                "{name}={s}: expected a whole number of seconds greater than 0"
-            )),
+            _ => Err(SettingsError {
+                name,
+                value: s,
+                expected: "a whole number of seconds greater than 0",
+            }),
         },
     }
 }
 
-pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+/// A whole number of `unit`s, 0 allowed.
+fn count(name: &'static str, v: Option<String>, default: u64, unit: &'static str) -> Result<u64, SettingsError> {
+    match v {
+        None => Ok(default),
+        Some(s) => s.trim().parse().map_err(|_| SettingsError {
+            name,
+            value: s,
+            expected: unit,
+        }),
+    }
+}
+
+pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
     let home_dir = get("HOME")
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(".distcc"));
@@ -60,22 +90,18 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String
         Some(d) => (Some(PathBuf::from(d)), false),
         None => (home_dir, true),
     };
-    let backoff = match get("DISTCC_BACKOFF_PERIOD") {
-        None => Duration::from_secs(60),
-        Some(s) => Duration::from_secs(
-            s.trim()
-                .parse()
-                .map_err(|_| format!("DISTCC_BACKOFF_PERIOD={s}: expected seconds"))?,
-        ),
-    };
-    let pause = match get("DISTCC_PAUSE_TIME_MSEC") {
-        None => Duration::from_millis(1000),
-        Some(s) => Duration::from_millis(
-            s.trim()
-                .parse()
-                .map_err(|_| format!("DISTCC_PAUSE_TIME_MSEC={s}: expected milliseconds"))?,
-        ),
-    };
+    let backoff = Duration::from_secs(count(
+        "DISTCC_BACKOFF_PERIOD",
+        get("DISTCC_BACKOFF_PERIOD"),
+        60,
+        "seconds",
+    )?);
+    let pause = Duration::from_millis(count(
+        "DISTCC_PAUSE_TIME_MSEC",
+        get("DISTCC_PAUSE_TIME_MSEC"),
+        1000,
+        "milliseconds",
+    )?);
     Ok(Settings {
         hosts: get("DISTCC_HOSTS"),
         distcc_dir,
@@ -106,7 +132,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> Result<Settings, String> {
+    fn env(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -168,6 +194,7 @@ mod tests {
         for bad in ["0", "-1", "soon"] {
             assert!(env(&[("DISTCC_IO_TIMEOUT", bad)]).is_err(), "{bad}");
         }
-        assert!(env(&[("DISTCC_BACKOFF_PERIOD", "x")]).is_err());
+        let e = env(&[("DISTCC_BACKOFF_PERIOD", "x")]).unwrap_err();
+        assert_eq!(e.to_string(), "DISTCC_BACKOFF_PERIOD=x: expected seconds");
     }
 }

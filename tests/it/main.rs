@@ -6,6 +6,7 @@ mod daemon;
 mod fuzz;
 mod hostile;
 mod monitor;
+mod odd_inputs;
 mod package;
 mod sysbox;
 mod systemd;

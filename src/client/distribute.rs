@@ -1,0 +1,429 @@
+//! Compiling on a server: choose a host slot (slot-major, as distcc 3.4),
+//! preprocess here while connecting, send, and take the answer. A host that
+//! fails is backed off and the job goes to the next, then here; each host is
+//! tried at most once per job.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::SystemTime;
+
+use super::hosts::{self, HostList, HostSpec};
+use super::lock::{self, Slot};
+use super::outcome::{FaultKind, Failure, HostFault, Outcome, status_code};
+use super::plan::Plan;
+use super::{Client, compiler, log, native, output, remote};
+use crate::args::classify::Job;
+use crate::exitcode;
+use crate::monitor::state::Phase;
+use crate::protocol::{Reply, Version};
+
+/// How a try on one host ended.
+enum Attempt {
+    /// The server compiled it (successfully or not).
+    Compiled(Reply),
+    /// The host failed us.
+    Fault(HostFault),
+    /// The job ends here: the preprocessor failed on the user's code, or
+    /// could not be run.
+    Over(Outcome),
+}
+
+impl Client {
+    pub(super) fn distribute(&self, compiler: &Path, original: &[OsString], mut job: Job) -> Outcome {
+        let input = job.input.clone();
+        let local = |why: String, slots: u32| {
+            log::info(&format!("compiling {input} locally: {why}"));
+            self.run_local(compiler, original, why, Some(slots))
+        };
+        let plan: &Plan = match &self.plan {
+            Ok(p) => p,
+            Err(e) => {
+                if !self.s.fallback {
+                    return Outcome::Failed(Failure::Hosts(e.clone()));
+                }
+                log::warn(&format!("{e}"));
+                log::warn("failed to distribute: bad host list, running locally instead");
+                let slots = self.localslots();
+                return self.run_local(compiler, original, "the host list is bad".into(), Some(slots));
+            }
+        };
+        let list = &plan.list;
+        if list.hosts.is_empty() {
+            log::warn(&plan.why_empty());
+            if !self.s.fallback {
+                return Outcome::Failed(Failure::Undistributed(None));
+            }
+            return self.run_local(compiler, original, plan.why_empty(), Some(list.localslots));
+        }
+        if job.native
+            && let Err(why) = native::resolve(compiler, &mut job, &self.child_env)
+        {
+            return local(why.to_string(), list.localslots);
+        }
+        if job.needs_debug_dir {
+            match std::env::current_dir() {
+                Ok(cwd) => job
+                    .server_argv
+                    .push(format!("-fdebug-compilation-dir={}", cwd.display())),
+                Err(e) => {
+                    return local(
+                        format!("no current directory for the debug info: {e}"),
+                        list.localslots,
+                    );
+                }
+            }
+        }
+        // Preprocessed input is read once, before any host is chosen: a
+        // file that cannot be read is the compiler's to report, not a
+        // host's fault.
+        let preprocessed = if job.preprocessed {
+            match fs::read(&job.input) {
+                Ok(text) => Some(text),
+                Err(e) => {
+                    return local(
+                        format!("cannot read {}: {e}; the compiler reports it", job.input),
+                        list.localslots,
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        if self.s.rewrite_cross {
+            compiler::rewrite_cross(&mut job.server_argv, &self.path);
+        }
+
+        let mut failed: HashSet<usize> = HashSet::new();
+        let mut last: Option<(String, HostFault)> = None;
+        loop {
+            let usable = self.usable_hosts(list, &failed);
+            if usable.is_empty() {
+                return self.give_up(compiler, original, &job, last, list.localslots);
+            }
+            let (idx, slot) = self.pick(list, &usable);
+            let slot_no = slot.as_ref().map_or(0, |s| s.index);
+            let host = &list.hosts[idx];
+            if host.is_local() {
+                let why = format!("{} came first in the host list", host.spec);
+                log::info(&format!("compiling {} locally: {why}", job.input));
+                return self.run_local(compiler, original, why, None);
+            }
+            log::info(&format!("compiling {} on {}", job.input, host.spec));
+            self.progress
+                .set(Phase::Connect, &job.input, host_name(host), slot_no);
+            match self.attempt(compiler, &job, preprocessed.as_deref(), host, list, slot_no) {
+                Attempt::Over(outcome) => return outcome,
+                Attempt::Fault(fault) => {
+                    log::warn(&format!("{}: {fault}", host.spec));
+                    if let Some(l) = &self.locks
+                        && !self.s.backoff.is_zero()
+                    {
+                        l.mark_failed(host);
+                        log::info(&format!(
+                            "backing off {} for {}s",
+                            host.spec,
+                            self.s.backoff.as_secs()
+                        ));
+                    }
+                    failed.insert(idx);
+                    last = Some((host.spec.clone(), fault));
+                }
+                Attempt::Compiled(reply) => {
+                    if let Some(l) = &self.locks {
+                        l.clear_failed(host);
+                    }
+                    drop(slot);
+                    return self.finish(compiler, original, &job, host, reply, list.localslots);
+                }
+            }
+        }
+    }
+
+    /// The hosts not yet tried for this job, not `,down`, not backed off.
+    fn usable_hosts(&self, list: &HostList, failed: &HashSet<usize>) -> Vec<usize> {
+        let now = SystemTime::now();
+        (0..list.hosts.len())
+            .filter(|i| !failed.contains(i) && !list.hosts[*i].down)
+            .filter(|i| {
+                let h = &list.hosts[*i];
+                let off = !h.is_local()
+                    && self
+                        .locks
+                        .as_ref()
+                        .is_some_and(|l| lock::backed_off(l.backoff_mark(h), now, self.s.backoff));
+                if off {
+                    log::info(&format!(
+                        "skipping {}: it failed less than {}s ago",
+                        h.spec,
+                        self.s.backoff.as_secs()
+                    ));
+                }
+                !off
+            })
+            .collect()
+    }
+
+    /// Slot-major order over the usable hosts; waits while all are busy.
+    /// `usable` is not empty.
+    fn pick(&self, list: &HostList, usable: &[usize]) -> (usize, Option<Slot>) {
+        let Some(locks) = &self.locks else {
+            return (usable[0], None);
+        };
+        let limits: Vec<u32> = usable.iter().map(|i| list.hosts[*i].limit).collect();
+        let order = lock::slot_order(&limits);
+        let names: Vec<String> = order
+            .iter()
+            .map(|&(u, slot)| list.hosts[usable[u]].lock_name(slot))
+            .collect();
+        let busy = || log::info(&format!("all {} slots are busy; waiting for one", names.len()));
+        match lock::take_first_free(&locks.0, &names, self.s.pause, busy) {
+            Ok((i, s)) => (usable[order[i].0], Some(s)),
+            Err(e) => {
+                log::warn(&format!("cannot lock in {}: {e}", locks.0.display()));
+                (usable[0], None)
+            }
+        }
+    }
+
+    fn attempt(
+        &self,
+        compiler: &Path,
+        job: &Job,
+        preprocessed: Option<&[u8]>,
+        host: &HostSpec,
+        list: &HostList,
+        slot_no: u32,
+    ) -> Attempt {
+        let version = if host.protocol() >= 2 {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        if host.protocol() == 3 {
+            log::info(&format!(
+                "{}: pump mode (,cpp) is not supported; using protocol 2",
+                host.spec
+            ));
+        }
+        // Preprocess while connecting (distcc's overlap): start cpp first.
+        let _cpp_slot;
+        let mut cpp = match preprocessed {
+            Some(_) => None,
+            None => {
+                _cpp_slot = self.local_slot(list.localslots_cpp);
+                let cpp_no = _cpp_slot.as_ref().map_or(0, |s| s.index);
+                self.progress
+                    .set(Phase::Preprocess, &job.input, "localhost", cpp_no);
+                let spawned = Command::new(compiler)
+                    .args(job.cpp_argv.iter().skip(1))
+                    .envs(self.child_env.iter().map(|(k, v)| (k, v)))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .spawn();
+                match spawned {
+                    Ok(c) => Some(c),
+                    Err(error) => {
+                        return Attempt::Over(Outcome::Failed(Failure::CannotRun {
+                            program: compiler.to_path_buf(),
+                            error,
+                        }));
+                    }
+                }
+            }
+        };
+        let conn = remote::connect(
+            host,
+            version,
+            self.s.connect_timeout,
+            self.s.io_timeout,
+            &self.s.ssh,
+        )
+        .and_then(|mut c| c.send_head(&job.server_argv).map(|()| c));
+        let made;
+        let source: &[u8] = match (cpp.as_mut(), preprocessed) {
+            (Some(child), _) => {
+                let mut text = Vec::new();
+                let read = match child.stdout.take() {
+                    Some(mut out) => out.read_to_end(&mut text),
+                    None => Ok(0),
+                };
+                match (read, child.wait()) {
+                    (Ok(_), Ok(st)) if st.success() => {
+                        made = text;
+                        &made
+                    }
+                    (_, Ok(st)) => return Attempt::Over(Outcome::Preprocessor(st)),
+                    (_, Err(e)) => return Attempt::Over(Outcome::Failed(Failure::Preprocessor(e))),
+                }
+            }
+            (None, Some(text)) => text,
+            (None, None) => &[],
+        };
+        self.progress
+            .set(Phase::Send, &job.input, host_name(host), slot_no);
+        let sent = conn.and_then(|mut c| c.send_source(source).map(|()| c));
+        self.progress
+            .set(Phase::Compile, &job.input, host_name(host), slot_no);
+        let reply = match sent.and_then(|c| c.reply()) {
+            Ok(r) => r,
+            Err(fault) => return Attempt::Fault(fault),
+        };
+        if let Some(code) = host_fault_code(reply.status) {
+            let said = String::from_utf8_lossy(&reply.stderr);
+            let first = said
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no reason given");
+            return Attempt::Fault(HostFault::new(
+                FaultKind::Refused(code),
+                format!(
+                    "the server could not compile {} (status {}): {first}",
+                    job.input,
+                    describe(reply.status)
+                ),
+            ));
+        }
+        self.progress
+            .set(Phase::Receive, &job.input, host_name(host), slot_no);
+        Attempt::Compiled(reply)
+    }
+
+    /// A reply from a server: write what it produced, or rerun here.
+    fn finish(
+        &self,
+        compiler: &Path,
+        original: &[OsString],
+        job: &Job,
+        host: &HostSpec,
+        reply: Reply,
+        localslots: u32,
+    ) -> Outcome {
+        let status = ExitStatus::from_raw(reply.status as i32);
+        if status.success() {
+            if let Err(error) = output::write(Path::new(&job.output), &reply.object, job.assembly) {
+                if !self.s.fallback {
+                    return Outcome::Failed(Failure::Output {
+                        path: job.output.clone(),
+                        error,
+                    });
+                }
+                // The compiler meets the same obstacle and says so in its
+                // own words, with its own exit status.
+                let why = format!("cannot write {}: {error}", job.output);
+                log::info(&format!("compiled {} on {}, but {why}; compiling locally", job.input, host.spec));
+                return self.run_local(compiler, original, why, Some(localslots));
+            }
+            let _ = std::io::stdout().write_all(&reply.stdout);
+            let _ = std::io::stderr().write_all(&reply.stderr);
+            log::info(&format!("compiled {} on {}", job.input, host.spec));
+            return Outcome::Remote {
+                host: host.spec.clone(),
+                status,
+            };
+        }
+        let code = status_code(status);
+        if self.s.skip_local_retry || !self.s.fallback {
+            let _ = std::io::stdout().write_all(&reply.stdout);
+            let _ = std::io::stderr().write_all(&reply.stderr);
+            log::info(&format!(
+                "compile of {} on {} failed with exit code {code}",
+                job.input, host.spec
+            ));
+            return Outcome::Remote {
+                host: host.spec.clone(),
+                status,
+            };
+        }
+        // distcc 3.4 reruns a failed compile here, so that a broken server can
+        // never be the cause of a failed build; the local result is final.
+        let why = format!("the compile on {} failed with exit code {code}", host.spec);
+        log::info(&format!("{why}; running it locally to be sure"));
+        self.run_local(compiler, original, why, Some(localslots))
+    }
+
+    fn give_up(
+        &self,
+        compiler: &Path,
+        original: &[OsString],
+        job: &Job,
+        last: Option<(String, HostFault)>,
+        localslots: u32,
+    ) -> Outcome {
+        if !self.s.fallback {
+            return Outcome::Failed(Failure::Undistributed(last));
+        }
+        let why = match &last {
+            Some((h, _)) => {
+                log::warn(&format!(
+                    "failed to distribute {} to {h}, running locally instead",
+                    job.input
+                ));
+                format!("distribution to {h} failed")
+            }
+            None => {
+                log::warn(&format!(
+                    "no usable host for {}; running locally instead",
+                    job.input
+                ));
+                "no usable host".into()
+            }
+        };
+        self.run_local(compiler, original, why, Some(localslots))
+    }
+}
+
+/// The host name a monitor shows: no port, no options.
+fn host_name(h: &HostSpec) -> &str {
+    match &h.transport {
+        hosts::Transport::Tcp { host, .. } | hosts::Transport::Ssh { host, .. } => host,
+        hosts::Transport::Local => "localhost",
+    }
+}
+
+/// Statuses that say the server, not the user's code, failed: distcc's own
+/// exit codes (100+: refused, compiler missing, timeout) and signals; the
+/// code is distcc's for it.
+fn host_fault_code(status: u32) -> Option<u8> {
+    let st = ExitStatus::from_raw(status as i32);
+    match st.code() {
+        Some(code) if code >= 100 => Some(code as u8),
+        Some(_) => None,
+        None => Some(exitcode::COMPILER_CRASHED),
+    }
+}
+
+fn describe(status: u32) -> String {
+    let st = ExitStatus::from_raw(status as i32);
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (_, Some(s)) => format!("signal {s}"),
+        _ => format!("{status:#x}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_faults_are_distcc_codes_and_signals() {
+        let cases = [
+            (0, None),
+            (1 << 8, None),
+            (99 << 8, None),
+            (100 << 8, Some(100)),
+            (110 << 8, Some(110)),
+            (113 << 8, Some(113)),
+            (118 << 8, Some(118)),
+            (9, Some(exitcode::COMPILER_CRASHED)),
+        ];
+        for (status, want) in cases {
+            assert_eq!(host_fault_code(status), want, "{status:#x}");
+        }
+    }
+}
