@@ -76,6 +76,7 @@ fn fnv(b: &[u8]) -> u64 {
 }
 
 fn run(dir: &Path, argv: &[String], env: &[(&'static str, String)], stdin: Option<&str>) -> Output {
+    let _ = fs::create_dir(dir.join(".distcc-rs"));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(dir)
@@ -272,8 +273,9 @@ fn in_private_dev(cwd: &Path, env: &[(&str, &str)], script: &str) -> Output {
     let prelude = "set -e; mount -t tmpfs -o mode=755 distcc-rs-dev /dev; \
                    mknod -m 666 /dev/null c 1 3; mknod -m 666 /dev/zero c 1 5; \
                    mknod -m 666 /dev/urandom c 1 9; ";
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+    // A client that replaced a FIFO would leave its reader waiting: bounded.
+    let mut cmd = Command::new("timeout");
+    cmd.args(["120", "unshare", "--mount", "--propagation", "private", "sh", "-c"])
         .arg(format!("{prelude}{script}"))
         .current_dir(cwd);
     for (k, v) in env {
@@ -306,7 +308,7 @@ fn special_outputs_are_written_not_replaced() {
         &format!(
             "{DISTCC} gcc -c x.c -o /dev/null; stat -c '%F %t,%T' /dev/null; \
              echo written-after >/dev/null; stat -c '%s' /dev/null; \
-             mkfifo out.fifo; cat out.fifo > got.o & {DISTCC} gcc -c x.c -o out.fifo; wait; \
+             mkfifo out.fifo; timeout 30 cat out.fifo > got.o & {DISTCC} gcc -c x.c -o out.fifo; wait; \
              stat -c '%F' out.fifo"
         ),
     );
