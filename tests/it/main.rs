@@ -10,3 +10,4 @@ mod odd_inputs;
 mod package;
 mod sysbox;
 mod systemd;
+mod upstream;
