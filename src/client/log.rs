@@ -32,12 +32,16 @@ pub fn init(verbose: bool, file: Option<&Path>) {
     let _ = SINK.set(Sink { verbose, file });
 }
 
-fn emit(line: &str, always: bool) {
+/// `always`: at distcc's default level; `fatal`: on stderr even with a log.
+fn emit(line: &str, always: bool, fatal: bool) {
     let line = format!("distcc[{}] {line}\n", std::process::id());
     let sink = SINK.get();
     if let Some(Some(f)) = sink.map(|s| s.file.as_ref()) {
         if let Ok(mut f) = f.lock() {
             let _ = f.write_all(line.as_bytes());
+        }
+        if fatal {
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         return;
     }
@@ -48,14 +52,21 @@ fn emit(line: &str, always: bool) {
 
 /// A decision worth telling a user who asked (DISTCC_VERBOSE / DISTCC_LOG).
 pub fn info(msg: &str) {
-    emit(msg, false);
+    emit(msg, false, false);
 }
 
 /// Something the user should see in any case.
 pub fn warn(msg: &str) {
-    emit(&format!("Warning: {msg}"), true);
+    emit(&format!("Warning: {msg}"), true, false);
 }
 
 pub fn error(msg: &str) {
-    emit(&format!("ERROR: {msg}"), true);
+    emit(&format!("ERROR: {msg}"), true, false);
+}
+
+/// The error that ends a run without a compile: on stderr even with a log
+/// file, since nothing else would tell the user why the build stopped
+/// (distcc 3.4 shows the server's "failed to exec" there too).
+pub fn fatal(msg: &str) {
+    emit(&format!("ERROR: {msg}"), true, true);
 }

@@ -89,7 +89,7 @@ pub fn main(os_args: Vec<OsString>) -> u8 {
         Outcome::Failed(Failure::Usage(msg)) => {
             eprintln!("distcc: {msg}\nTry 'distcc --help' for more information.");
         }
-        Outcome::Failed(f) => log::error(&f.to_string()),
+        Outcome::Failed(f) => log::fatal(&f.to_string()),
         _ => {}
     }
     outcome::exit_code(&outcome)

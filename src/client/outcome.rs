@@ -144,7 +144,7 @@ impl HostFault {
 
 impl fmt::Display for HostFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.kind.name(), self.detail)
+        write!(f, "{}: {}", self.kind.name(), self.detail)
     }
 }
 

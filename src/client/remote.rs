@@ -34,7 +34,7 @@ pub fn connect(
         Transport::Tcp { host: name, port } => {
             let addrs: Vec<_> = (name.as_str(), *port)
                 .to_socket_addrs()
-                .map_err(|e| HostFault::new(FaultKind::Connect, format!("cannot resolve {name}: {e}")))?
+                .map_err(|e| HostFault::new(FaultKind::Connect, format!("resolving {name}: {e}")))?
                 .collect();
             let mut last = HostFault::new(FaultKind::Connect, format!("{name} has no address"));
             for addr in addrs {
@@ -57,7 +57,7 @@ pub fn connect(
                             std::io::ErrorKind::TimedOut => FaultKind::Timeout,
                             _ => FaultKind::Connect,
                         };
-                        last = HostFault::new(kind, format!("cannot connect to {addr}: {e}"));
+                        last = HostFault::new(kind, format!("{addr}: {e}"));
                     }
                 }
             }
@@ -84,7 +84,7 @@ pub fn connect(
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .map_err(|e| HostFault::new(FaultKind::Connect, format!("cannot run {prog}: {e}")))?;
+                .map_err(|e| HostFault::new(FaultKind::Connect, format!("running {prog}: {e}")))?;
             let (Some(w), Some(r)) = (child.stdin.take(), child.stdout.take()) else {
                 let _ = child.kill();
                 return Err(HostFault::new(FaultKind::Connect, format!("{prog} has no pipes")));

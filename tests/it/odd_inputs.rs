@@ -365,6 +365,15 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
         assert!(said.contains("running locally instead"), "{said}");
         assert!(src.join("x.o").exists());
     }
+    // A failure that ends the run is said on stderr too: nothing else would.
+    let out = our_client(
+        &src,
+        &cases[1].0,
+        &[DISTCC, "nosuchcc", "-c", "x.c", "-o", "x.o"],
+        &[("DISTCC_LOG", log.to_str().unwrap()), ("DISTCC_VERBOSE", "0")],
+    );
+    assert_eq!(out.status.code(), Some(110));
+    assert!(text(&out.stderr).contains("failed to exec nosuchcc"), "{}", text(&out.stderr));
     // Without DISTCC_LOG the same warning is on stderr.
     let out = our_client(
         &src,
