@@ -34,8 +34,9 @@ pub fn find(path: &str, name: &str, own: Option<FileId>) -> Option<PathBuf> {
         return None;
     }
     // One stat a candidate: executable, and not this program.
-    let usable =
-        |m: fs::Metadata| m.is_file() && m.permissions().mode() & 0o111 != 0 && Some((m.dev(), m.ino())) != own;
+    let usable = |m: fs::Metadata| {
+        m.is_file() && m.permissions().mode() & 0o111 != 0 && Some((m.dev(), m.ino())) != own
+    };
     path.split(':')
         .filter(|d| !d.is_empty())
         .map(|d| Path::new(d).join(name))

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use super::hosts::{self, HostList, HostSpec};
 use super::lock::{self, Slot};
-use super::outcome::{FaultKind, Failure, HostFault, Outcome, status_code};
+use super::outcome::{Failure, FaultKind, HostFault, Outcome, status_code};
 use super::plan::Plan;
 use super::{Client, compiler, log, native, output, remote};
 use crate::args::classify::Job;
@@ -315,7 +315,10 @@ impl Client {
                 // The compiler meets the same obstacle and says so in its
                 // own words, with its own exit status.
                 let why = format!("cannot write {}: {error}", job.output);
-                log::info(&format!("compiled {} on {}, but {why}; compiling locally", job.input, host.spec));
+                log::info(&format!(
+                    "compiled {} on {}, but {why}; compiling locally",
+                    job.input, host.spec
+                ));
                 return self.run_local(compiler, original, why, Some(localslots));
             }
             let _ = std::io::stdout().write_all(&reply.stdout);

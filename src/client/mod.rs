@@ -237,9 +237,7 @@ impl Client {
             {
                 None => Verdict::Local("an argument is not valid UTF-8".into()),
                 Some(words) if words.is_empty() => Verdict::Local("empty command line".into()),
-                Some(words) => {
-                    compiler::classify_as_found(&name, &compiler, words, !self.s.rewrite_cross)
-                }
+                Some(words) => compiler::classify_as_found(&name, &compiler, words, !self.s.rewrite_cross),
             },
         };
         let why = match verdict {
@@ -266,13 +264,19 @@ impl Client {
                 return None;
             }
             if let Err(e) = std::fs::create_dir_all(dir) {
-                log::warn(&format!("cannot make {}: {e}; running without slot locks", dir.display()));
+                log::warn(&format!(
+                    "cannot make {}: {e}; running without slot locks",
+                    dir.display()
+                ));
                 return None;
             }
         }
         let locks = dir.join("lock");
         if let Err(e) = std::fs::create_dir_all(&locks) {
-            log::warn(&format!("cannot make {}: {e}; running without slot locks", locks.display()));
+            log::warn(&format!(
+                "cannot make {}: {e}; running without slot locks",
+                locks.display()
+            ));
             return None;
         }
         Some(LockDir(locks))

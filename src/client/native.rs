@@ -60,7 +60,10 @@ impl std::fmt::Display for Unresolved {
                 "-march=native with -g: the debug info records gcc's flags in an order only a local compile reproduces"
             ),
             Unresolved::CannotAsk(e) => {
-                write!(f, "-march=native: could not ask the compiler for this CPU's flags: {e}")
+                write!(
+                    f,
+                    "-march=native: could not ask the compiler for this CPU's flags: {e}"
+                )
             }
             Unresolved::NoAnswer => write!(f, "-march=native: the compiler did not show this CPU's flags"),
         }

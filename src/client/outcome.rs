@@ -35,14 +35,20 @@ pub enum Failure {
     Hosts(PlanError),
     Recursion,
     CompilerNotFound(String),
-    CannotRun { program: PathBuf, error: io::Error },
+    CannotRun {
+        program: PathBuf,
+        error: io::Error,
+    },
     /// Waiting for the preprocessor failed (not the preprocessor itself).
     Preprocessor(io::Error),
     /// `DISTCC_FALLBACK=0` and no host compiled the job; the last host's
     /// fault, if one was tried.
     Undistributed(Option<(String, HostFault)>),
     /// `DISTCC_FALLBACK=0` and the compiled object could not be written.
-    Output { path: String, error: io::Error },
+    Output {
+        path: String,
+        error: io::Error,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -61,7 +67,10 @@ impl fmt::Display for Failure {
             }
             Failure::Preprocessor(e) => write!(f, "waiting for the preprocessor: {e}"),
             Failure::Undistributed(None) => {
-                write!(f, "no usable host, and fallbacks are disabled (DISTCC_FALLBACK=0)")
+                write!(
+                    f,
+                    "no usable host, and fallbacks are disabled (DISTCC_FALLBACK=0)"
+                )
             }
             Failure::Undistributed(Some((host, fault))) => write!(
                 f,
@@ -164,9 +173,9 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
     use crate::exitcode::*;
     match outcome {
         Outcome::Done => 0,
-        Outcome::Remote { status, .. }
-        | Outcome::Local { status, .. }
-        | Outcome::Preprocessor(status) => status_code(*status),
+        Outcome::Remote { status, .. } | Outcome::Local { status, .. } | Outcome::Preprocessor(status) => {
+            status_code(*status)
+        }
         Outcome::Failed(f) => match f {
             Failure::Usage(_) | Failure::Settings(_) => BAD_ARGUMENTS,
             Failure::Hosts(_) => BAD_HOSTSPEC,
@@ -194,19 +203,55 @@ mod tests {
         let fault = || Some(("h".to_owned(), HostFault::new(FaultKind::Connect, "x")));
         let cases: Vec<(Outcome, u8)> = vec![
             (Outcome::Done, 0),
-            (Outcome::Remote { host: "h".into(), status: st(0) }, 0),
-            (Outcome::Remote { host: "h".into(), status: st(1 << 8) }, 1),
-            (Outcome::Local { why: "w".into(), status: st(3 << 8) }, 3),
-            (Outcome::Local { why: "w".into(), status: st(11) }, 139),
+            (
+                Outcome::Remote {
+                    host: "h".into(),
+                    status: st(0),
+                },
+                0,
+            ),
+            (
+                Outcome::Remote {
+                    host: "h".into(),
+                    status: st(1 << 8),
+                },
+                1,
+            ),
+            (
+                Outcome::Local {
+                    why: "w".into(),
+                    status: st(3 << 8),
+                },
+                3,
+            ),
+            (
+                Outcome::Local {
+                    why: "w".into(),
+                    status: st(11),
+                },
+                139,
+            ),
             (Outcome::Preprocessor(st(1 << 8)), 1),
             (Outcome::Failed(Failure::Usage("u".into())), 101),
             (Outcome::Failed(Failure::Recursion), 111),
             (Outcome::Failed(Failure::CompilerNotFound("cc".into())), 110),
-            (Outcome::Failed(Failure::CannotRun { program: "cc".into(), error: io() }), 110),
+            (
+                Outcome::Failed(Failure::CannotRun {
+                    program: "cc".into(),
+                    error: io(),
+                }),
+                110,
+            ),
             (Outcome::Failed(Failure::Preprocessor(io())), 100),
             (Outcome::Failed(Failure::Undistributed(None)), 116),
             (Outcome::Failed(Failure::Undistributed(fault())), 103),
-            (Outcome::Failed(Failure::Output { path: "x.o".into(), error: io() }), 107),
+            (
+                Outcome::Failed(Failure::Output {
+                    path: "x.o".into(),
+                    error: io(),
+                }),
+                107,
+            ),
         ];
         for (outcome, want) in cases {
             assert_eq!(exit_code(&outcome), want, "{outcome:?}");
@@ -220,6 +265,9 @@ mod tests {
         let b = HostFault::io(&io::Error::from(io::ErrorKind::ConnectionReset), "reading");
         assert_eq!(b.kind, FaultKind::Io);
         assert_eq!(FaultKind::Timeout.exit_code(), crate::exitcode::TIMEOUT);
-        assert_eq!(FaultKind::Refused(113).exit_code(), crate::exitcode::ACCESS_DENIED);
+        assert_eq!(
+            FaultKind::Refused(113).exit_code(),
+            crate::exitcode::ACCESS_DENIED
+        );
     }
 }

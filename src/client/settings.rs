@@ -71,7 +71,12 @@ fn seconds(name: &'static str, v: Option<String>, default: u64) -> Result<Durati
 }
 
 /// A whole number of `unit`s, 0 allowed.
-fn count(name: &'static str, v: Option<String>, default: u64, unit: &'static str) -> Result<u64, SettingsError> {
+fn count(
+    name: &'static str,
+    v: Option<String>,
+    default: u64,
+    unit: &'static str,
+) -> Result<u64, SettingsError> {
     match v {
         None => Ok(default),
         Some(s) => s.trim().parse().map_err(|_| SettingsError {

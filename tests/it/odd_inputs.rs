@@ -72,7 +72,9 @@ fn tree(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn run(dir: &Path, argv: &[String], env: &[(&'static str, String)], stdin: Option<&str>) -> Output {
@@ -113,12 +115,16 @@ fn odd_command_lines_end_as_gcc_ends_them() {
     let mut cases = vec![
         case("plain", sources, &["-c", "x.c", "-o", "x.o"]),
         case("missing source", sources, &["-c", "missing.c", "-o", "m.o"]),
-        case("missing preprocessed source", sources, &["-c", "missing.i", "-o", "m.o"]),
+        case(
+            "missing preprocessed source",
+            sources,
+            &["-c", "missing.i", "-o", "m.o"],
+        ),
         case(
             "unreadable source",
             |d| {
                 sources(d);
-                fs::set_permissions(d.join("x.c"), fs::Permissions::from_mode(0)).unwrap();
+                fs::set_permissions(d.join("x.c"), fs::Permissions::from_mode(0o000)).unwrap();
             },
             &["-c", "x.c", "-o", "x.o"],
         ),
@@ -132,7 +138,11 @@ fn odd_command_lines_end_as_gcc_ends_them() {
             |d| fs::create_dir(d.join("dir.i")).unwrap(),
             &["-c", "dir.i", "-o", "dir.o"],
         ),
-        case("missing output directory", sources, &["-c", "x.c", "-o", "nodir/x.o"]),
+        case(
+            "missing output directory",
+            sources,
+            &["-c", "x.c", "-o", "nodir/x.o"],
+        ),
         case(
             "a directory as the output",
             |d| {
@@ -159,11 +169,7 @@ fn odd_command_lines_end_as_gcc_ends_them() {
             },
             &["-S", "x.c", "-o", "x.s"],
         ),
-        case(
-            "-o without a value",
-            sources,
-            &["-c", "x.c", "-o"],
-        ),
+        case("-o without a value", sources, &["-c", "x.c", "-o"]),
         case("two sources with -c", sources, &["-c", "x.c", "y.c"]),
         case("-c without a source", sources, &["-c"]),
         case("no arguments", sources, &[]),
@@ -175,7 +181,11 @@ fn odd_command_lines_end_as_gcc_ends_them() {
             },
             &["-c", "my file ü.c", "-o", "out dir é/ö x.o"],
         ),
-        case("missing response file", sources, &["@missing.rsp", "-c", "x.c", "-o", "x.o"]),
+        case(
+            "missing response file",
+            sources,
+            &["@missing.rsp", "-c", "x.c", "-o", "x.o"],
+        ),
         case(
             "self-referencing response file",
             |d| {
@@ -214,7 +224,11 @@ fn odd_command_lines_end_as_gcc_ends_them() {
         },
         Case {
             stdin: Some(X_C),
-            ..case("source from standard input", sources, &["-x", "c", "-c", "-", "-o", "stdin.o"])
+            ..case(
+                "source from standard input",
+                sources,
+                &["-x", "c", "-c", "-", "-o", "stdin.o"],
+            )
         },
     ];
     for c in &mut cases {
@@ -261,9 +275,18 @@ fn odd_command_lines_end_as_gcc_ends_them() {
     // The ordinary ones really went remote.
     let log = d.log_text();
     for (input, n) in [("x.c", 1), ("my file ü.c", 1)] {
-        assert!(log.matches(input).count() >= n, "{input} never reached the daemon: {log}");
+        assert!(
+            log.matches(input).count() >= n,
+            "{input} never reached the daemon: {log}"
+        );
     }
-    assert!(wrong.is_empty(), "{} of {} cases:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
 }
 
 /// Runs `script` with sh as root in a new mount namespace whose `/dev` is a
@@ -275,9 +298,17 @@ fn in_private_dev(cwd: &Path, env: &[(&str, &str)], script: &str) -> Output {
                    mknod -m 666 /dev/urandom c 1 9; ";
     // A client that replaced a FIFO would leave its reader waiting: bounded.
     let mut cmd = Command::new("timeout");
-    cmd.args(["120", "unshare", "--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!("{prelude}{script}"))
-        .current_dir(cwd);
+    cmd.args([
+        "120",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+    ])
+    .arg(format!("{prelude}{script}"))
+    .current_dir(cwd);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -286,13 +317,21 @@ fn in_private_dev(cwd: &Path, env: &[(&str, &str)], script: &str) -> Output {
 
 #[test]
 fn special_outputs_are_written_not_replaced() {
-    assert_eq!(nix::unistd::geteuid().as_raw(), 0, "this test needs root, for a private /dev");
+    assert_eq!(
+        nix::unistd::geteuid().as_raw(),
+        0,
+        "this test needs root, for a private /dev"
+    );
     let dir = TestDir::new("special-out");
     let d = Daemon::serving(&dir, ALLOWED, &[]);
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("x.c"), X_C).unwrap();
-    assert!(local(&src, &["gcc", "-c", "x.c", "-o", "want.o"]).status.success());
+    assert!(
+        local(&src, &["gcc", "-c", "x.c", "-o", "want.o"])
+            .status
+            .success()
+    );
     let hosts = format!("127.0.0.1:{}", d.port);
     let distcc_dir = src.join(".distcc-rs");
     fs::create_dir_all(&distcc_dir).unwrap();
@@ -319,7 +358,11 @@ fn special_outputs_are_written_not_replaced() {
         ["character special file 1,3", "0", "fifo"],
         "{stderr}"
     );
-    assert_eq!(stderr.matches(&format!("compiled x.c on {hosts}")).count(), 2, "{stderr}");
+    assert_eq!(
+        stderr.matches(&format!("compiled x.c on {hosts}")).count(),
+        2,
+        "{stderr}"
+    );
     assert!(fs::read(src.join("got.o")).unwrap() == fs::read(src.join("want.o")).unwrap());
     let host_null = fs::metadata("/dev/null").unwrap().file_type();
     assert!(host_null.is_char_device(), "the machine's /dev/null");
@@ -373,15 +416,27 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
         &[("DISTCC_LOG", log.to_str().unwrap()), ("DISTCC_VERBOSE", "0")],
     );
     assert_eq!(out.status.code(), Some(110));
-    assert!(text(&out.stderr).contains("failed to exec nosuchcc"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("failed to exec nosuchcc"),
+        "{}",
+        text(&out.stderr)
+    );
     // Without DISTCC_LOG the same warning is on stderr.
     let out = our_client(
         &src,
         &cases[1].0,
         &[DISTCC, "gcc", "-c", "x.c", "-o", "x.o"],
-        &[("DISTCC_VERBOSE", "0"), ("DISTCC_FALLBACK", "1"), ("DISTCC_BACKOFF_PERIOD", "0")],
+        &[
+            ("DISTCC_VERBOSE", "0"),
+            ("DISTCC_FALLBACK", "1"),
+            ("DISTCC_BACKOFF_PERIOD", "0"),
+        ],
     );
-    assert!(text(&out.stderr).contains("cannot connect"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
     // A log that cannot be opened: everything goes back to stderr.
     let out = our_client(
         &src,
@@ -395,6 +450,9 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
         ],
     );
     let err = text(&out.stderr);
-    assert!(err.contains("failed to open logfile") && err.contains("cannot connect"), "{err}");
+    assert!(
+        err.contains("failed to open logfile") && err.contains("cannot connect"),
+        "{err}"
+    );
     drop(silent);
 }
