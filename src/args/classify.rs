@@ -578,7 +578,10 @@ mod tests {
         assert_eq!((mm.lang, mm.preprocessed), (Lang::ObjCxx, false));
         assert!(remote("gcc -march=native -c a.c").native);
         assert!(remote("gcc -S a.c").assembly && remote("gcc -c -S a.c").assembly);
-        assert!(!remote("gcc -c a.c -o a.s").assembly, "an object, whatever its name");
+        assert!(
+            !remote("gcc -c a.c -o a.s").assembly,
+            "an object, whatever its name"
+        );
         assert!(remote("clang -g -gdwarf-4 -c a.c").needs_debug_dir);
         assert!(!remote("clang -c a.c").needs_debug_dir);
         assert!(
