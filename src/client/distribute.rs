@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::hosts::{self, HostList, HostSpec};
 use super::lock::{self, Slot};
 use super::outcome::{Failure, FaultKind, HostFault, Outcome, status_code};
-use super::plan::Plan;
+use super::plan::{Plan, PlanError};
 use super::{Client, compiler, log, native, output, remote};
 use crate::args::classify::Job;
 use crate::exitcode;
@@ -34,21 +34,27 @@ enum Attempt {
 }
 
 impl Client {
-    pub(super) fn distribute(&self, compiler: &Path, original: &[OsString], mut job: Job) -> Outcome {
+    pub(super) fn distribute(
+        &self,
+        compiler: &Path,
+        original: &[OsString],
+        mut job: Job,
+        plan: &Result<Plan, PlanError>,
+    ) -> Outcome {
         let input = job.input.clone();
-        let local = |why: String, slots: u32| {
+        let local = |why: String, slots: Option<u32>| {
             log::info(&format!("compiling {input} locally: {why}"));
-            self.run_local(compiler, original, why, Some(slots))
+            self.run_local(compiler, original, why, slots)
         };
-        let plan: &Plan = match &self.plan {
+        let plan = match plan {
             Ok(p) => p,
             Err(e) => {
                 if !self.s.fallback {
                     return Outcome::Failed(Failure::Hosts(e.clone()));
                 }
-                log::warn(&format!("{e}"));
+                log::error(&e.to_string());
                 log::warn("failed to distribute: bad host list, running locally instead");
-                let slots = self.localslots();
+                let slots = HostList::default().localslots;
                 return self.run_local(compiler, original, "the host list is bad".into(), Some(slots));
             }
         };
@@ -63,7 +69,7 @@ impl Client {
         if job.native
             && let Err(why) = native::resolve(compiler, &mut job, &self.child_env)
         {
-            return local(why.to_string(), list.localslots);
+            return local(why.to_string(), Some(list.localslots));
         }
         if job.needs_debug_dir {
             match std::env::current_dir() {
@@ -73,7 +79,7 @@ impl Client {
                 Err(e) => {
                     return local(
                         format!("no current directory for the debug info: {e}"),
-                        list.localslots,
+                        Some(list.localslots),
                     );
                 }
             }
@@ -87,7 +93,7 @@ impl Client {
                 Err(e) => {
                     return local(
                         format!("cannot read {}: {e}; the compiler reports it", job.input),
-                        list.localslots,
+                        Some(list.localslots),
                     );
                 }
             }
@@ -109,9 +115,8 @@ impl Client {
             let slot_no = slot.as_ref().map_or(0, |s| s.index);
             let host = &list.hosts[idx];
             if host.is_local() {
-                let why = format!("{} came first in the host list", host.spec);
-                log::info(&format!("compiling {} locally: {why}", job.input));
-                return self.run_local(compiler, original, why, None);
+                // Its slot, taken by `pick`, is the local compile's.
+                return local(format!("{} came first in the host list", host.spec), None);
             }
             log::info(&format!("compiling {} on {}", job.input, host.spec));
             self.progress
@@ -304,7 +309,8 @@ impl Client {
         localslots: u32,
     ) -> Outcome {
         let status = ExitStatus::from_raw(reply.status as i32);
-        if status.success() {
+        let code = status_code(status);
+        let said = if status.success() {
             if let Err(error) = output::write(Path::new(&job.output), &reply.object, job.assembly) {
                 if !self.s.fallback {
                     return Outcome::Failed(Failure::Output {
@@ -321,32 +327,28 @@ impl Client {
                 ));
                 return self.run_local(compiler, original, why, Some(localslots));
             }
-            let _ = std::io::stdout().write_all(&reply.stdout);
-            let _ = std::io::stderr().write_all(&reply.stderr);
-            log::info(&format!("compiled {} on {}", job.input, host.spec));
-            return Outcome::Remote {
-                host: host.spec.clone(),
-                status,
-            };
-        }
-        let code = status_code(status);
-        if self.s.skip_local_retry || !self.s.fallback {
-            let _ = std::io::stdout().write_all(&reply.stdout);
-            let _ = std::io::stderr().write_all(&reply.stderr);
-            log::info(&format!(
+            format!("compiled {} on {}", job.input, host.spec)
+        } else if self.s.skip_local_retry || !self.s.fallback {
+            format!(
                 "compile of {} on {} failed with exit code {code}",
                 job.input, host.spec
-            ));
-            return Outcome::Remote {
-                host: host.spec.clone(),
-                status,
-            };
+            )
+        } else {
+            // distcc 3.4 reruns a failed compile here, so that a broken
+            // server can never be the cause of a failed build; the local
+            // result is final.
+            let why = format!("the compile on {} failed with exit code {code}", host.spec);
+            log::info(&format!("{why}; running it locally to be sure"));
+            return self.run_local(compiler, original, why, Some(localslots));
+        };
+        // The server's result is final: its output is the user's.
+        let _ = std::io::stdout().write_all(&reply.stdout);
+        let _ = std::io::stderr().write_all(&reply.stderr);
+        log::info(&said);
+        Outcome::Remote {
+            host: host.spec.clone(),
+            status,
         }
-        // distcc 3.4 reruns a failed compile here, so that a broken server can
-        // never be the cause of a failed build; the local result is final.
-        let why = format!("the compile on {} failed with exit code {code}", host.spec);
-        log::info(&format!("{why}; running it locally to be sure"));
-        self.run_local(compiler, original, why, Some(localslots))
     }
 
     fn give_up(

@@ -32,41 +32,49 @@ pub fn init(verbose: bool, file: Option<&Path>) {
     let _ = SINK.set(Sink { verbose, file });
 }
 
-/// `always`: at distcc's default level; `fatal`: on stderr even with a log.
-fn emit(line: &str, always: bool, fatal: bool) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Said only when asked for (DISTCC_VERBOSE, DISTCC_LOG).
+    Info,
+    /// distcc's default level: stderr, or the log file instead.
+    Warn,
+    /// Stderr even with a log file, and the log file too.
+    Fatal,
+}
+
+fn emit(line: &str, level: Level) {
     let line = format!("distcc[{}] {line}\n", std::process::id());
     let sink = SINK.get();
-    if let Some(Some(f)) = sink.map(|s| s.file.as_ref()) {
+    let to_stderr = if let Some(Some(f)) = sink.map(|s| s.file.as_ref()) {
         if let Ok(mut f) = f.lock() {
             let _ = f.write_all(line.as_bytes());
         }
-        if fatal {
-            let _ = std::io::stderr().write_all(line.as_bytes());
-        }
-        return;
-    }
-    if always || sink.is_some_and(|s| s.verbose) {
+        level == Level::Fatal
+    } else {
+        level != Level::Info || sink.is_some_and(|s| s.verbose)
+    };
+    if to_stderr {
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
 }
 
 /// A decision worth telling a user who asked (DISTCC_VERBOSE / DISTCC_LOG).
 pub fn info(msg: &str) {
-    emit(msg, false, false);
+    emit(msg, Level::Info);
 }
 
 /// Something the user should see in any case.
 pub fn warn(msg: &str) {
-    emit(&format!("Warning: {msg}"), true, false);
+    emit(&format!("Warning: {msg}"), Level::Warn);
 }
 
 pub fn error(msg: &str) {
-    emit(&format!("ERROR: {msg}"), true, false);
+    emit(&format!("ERROR: {msg}"), Level::Warn);
 }
 
 /// The error that ends a run without a compile: on stderr even with a log
 /// file, since nothing else would tell the user why the build stopped
 /// (distcc 3.4 shows the server's "failed to exec" there too).
 pub fn fatal(msg: &str) {
-    emit(&format!("ERROR: {msg}"), true, true);
+    emit(&format!("ERROR: {msg}"), Level::Fatal);
 }

@@ -170,9 +170,6 @@ struct Client {
     own: Option<FileId>,
     locks: Option<LockDir>,
     progress: Progress,
-    /// The host list, read once; a bad one matters only to a job that
-    /// could be distributed.
-    plan: Result<Plan, PlanError>,
 }
 
 impl Client {
@@ -186,7 +183,6 @@ impl Client {
             own: compiler::own_id(),
             locks: None,
             progress: Progress::new(None),
-            plan: Ok(Plan::default()),
         }
     }
 
@@ -218,16 +214,18 @@ impl Client {
         let Some(compiler) = compiler::find(&self.path, &name, self.own) else {
             return Outcome::Failed(Failure::CompilerNotFound(name));
         };
+        self.locks = self.lock_dir();
+        if self.locks.is_some() {
+            self.progress = Progress::new(self.s.distcc_dir.as_deref());
+        }
         if self.s.safeguard >= 1 {
             let why = "called from a compile distcc started".to_owned();
             log::info(&format!("compiling locally: {why}"));
             return self.run_local(&compiler, &original, why, None);
         }
-        self.locks = self.lock_dir();
-        if self.locks.is_some() {
-            self.progress = Progress::new(self.s.distcc_dir.as_deref());
-        }
-        self.plan = Plan::load(&self.s);
+        // Read once: local compiles take their slot count from it too. A
+        // bad list matters only to a job that could be distributed.
+        let plan = Plan::load(&self.s);
         let verdict = match response::expand_from_disk(&original) {
             Err(e) => Verdict::Local(format!("{e}")),
             Ok(words) => match words
@@ -244,12 +242,11 @@ impl Client {
             Verdict::Remote(_) if self.s.deps_env => {
                 "DEPENDENCIES_OUTPUT or SUNPRO_DEPENDENCIES is set".to_owned()
             }
-            Verdict::Remote(job) => return self.distribute(&compiler, &original, job),
+            Verdict::Remote(job) => return self.distribute(&compiler, &original, job, &plan),
             Verdict::Local(why) => why,
         };
         log::info(&format!("compiling locally: {why}"));
-        let slots = self.localslots();
-        self.run_local(&compiler, &original, why, Some(slots))
+        self.run_local(&compiler, &original, why, Some(localslots(&plan)))
     }
 
     /// `$DISTCC_DIR/lock`, made if need be; `None` runs without slots.
@@ -281,12 +278,12 @@ impl Client {
         }
         Some(LockDir(locks))
     }
+}
 
-    /// The host list's `--localslots` (distcc's default when it has none).
-    fn localslots(&self) -> u32 {
-        match &self.plan {
-            Ok(p) => p.list.localslots,
-            Err(_) => hosts::HostList::default().localslots,
-        }
+/// The host list's `--localslots` (distcc's default when it has none).
+fn localslots(plan: &Result<Plan, PlanError>) -> u32 {
+    match plan {
+        Ok(p) => p.list.localslots,
+        Err(_) => hosts::HostList::default().localslots,
     }
 }
