@@ -469,6 +469,7 @@ fn a_waiting_client_takes_a_freed_slot_at_once() {
         }
         if started.elapsed() > Duration::from_secs(300) {
             let _ = quick.kill();
+            let _ = quick.wait();
             panic!("the waiting client still sleeps after the slot was freed");
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -378,6 +378,15 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("x.c"), X_C).unwrap();
     let log = dir.join("client.log");
+    let log_env = ("DISTCC_LOG", log.to_str().unwrap());
+    let falls_back = [
+        ("DISTCC_VERBOSE", "0"),
+        ("DISTCC_FALLBACK", "1"),
+        ("DISTCC_BACKOFF_PERIOD", "0"),
+    ];
+    let compile = |hosts: &str, compiler: &str, env: &[(&str, &str)]| {
+        our_client(&src, hosts, &[DISTCC, compiler, "-c", "x.c", "-o", "x.o"], env)
+    };
     let cases = [
         (
             format!("127.0.0.1:{}", refusing.port),
@@ -388,19 +397,13 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
     ];
     for (hosts, why) in &cases {
         let _ = fs::remove_file(&log);
-        let out = our_client(
-            &src,
-            hosts,
-            &[DISTCC, "gcc", "-c", "x.c", "-o", "x.o"],
-            &[
-                ("DISTCC_LOG", log.to_str().unwrap()),
-                ("DISTCC_VERBOSE", "0"),
-                ("DISTCC_FALLBACK", "1"),
-                ("DISTCC_BACKOFF_PERIOD", "0"),
-                ("DISTCC_IO_TIMEOUT", "1"),
-                ("DISTCC_NO_REWRITE_CROSS", "1"),
-            ],
-        );
+        let mut env = vec![
+            log_env,
+            ("DISTCC_IO_TIMEOUT", "1"),
+            ("DISTCC_NO_REWRITE_CROSS", "1"),
+        ];
+        env.extend(falls_back);
+        let out = compile(hosts, "gcc", &env);
         assert!(out.status.success(), "{hosts}: {}", text(&out.stderr));
         assert_eq!(text(&out.stderr), "", "{hosts}: stderr must stay empty");
         let said = fs::read_to_string(&log).unwrap();
@@ -408,13 +411,9 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
         assert!(said.contains("running locally instead"), "{said}");
         assert!(src.join("x.o").exists());
     }
+    let closed = &cases[1].0;
     // A failure that ends the run is said on stderr too: nothing else would.
-    let out = our_client(
-        &src,
-        &cases[1].0,
-        &[DISTCC, "nosuchcc", "-c", "x.c", "-o", "x.o"],
-        &[("DISTCC_LOG", log.to_str().unwrap()), ("DISTCC_VERBOSE", "0")],
-    );
+    let out = compile(closed, "nosuchcc", &[log_env, ("DISTCC_VERBOSE", "0")]);
     assert_eq!(out.status.code(), Some(110));
     assert!(
         text(&out.stderr).contains("failed to exec nosuchcc"),
@@ -422,34 +421,16 @@ fn with_distcc_log_a_failing_host_leaves_stderr_empty() {
         text(&out.stderr)
     );
     // Without DISTCC_LOG the same warning is on stderr.
-    let out = our_client(
-        &src,
-        &cases[1].0,
-        &[DISTCC, "gcc", "-c", "x.c", "-o", "x.o"],
-        &[
-            ("DISTCC_VERBOSE", "0"),
-            ("DISTCC_FALLBACK", "1"),
-            ("DISTCC_BACKOFF_PERIOD", "0"),
-        ],
-    );
+    let out = compile(closed, "gcc", &falls_back);
     assert!(
         text(&out.stderr).contains("cannot connect"),
         "{}",
         text(&out.stderr)
     );
     // A log that cannot be opened: everything goes back to stderr.
-    let out = our_client(
-        &src,
-        &cases[1].0,
-        &[DISTCC, "gcc", "-c", "x.c", "-o", "x.o"],
-        &[
-            ("DISTCC_LOG", "/proc/no-such-dir/log"),
-            ("DISTCC_VERBOSE", "0"),
-            ("DISTCC_FALLBACK", "1"),
-            ("DISTCC_BACKOFF_PERIOD", "0"),
-        ],
-    );
-    let err = text(&out.stderr);
+    let mut env = vec![("DISTCC_LOG", "/proc/no-such-dir/log")];
+    env.extend(falls_back);
+    let err = text(&compile(closed, "gcc", &env).stderr);
     assert!(
         err.contains("failed to open logfile") && err.contains("cannot connect"),
         "{err}"
