@@ -132,9 +132,11 @@ fn run(opts: Options) -> Result<(), Fatal> {
         opts.log_level
     };
     let logging_to = process::init_logging(level, target).map_err(fatal(exitcode::BAD_ARGUMENTS))?;
-    if !inetd && !opts.no_detach && !under_systemd {
-        process::detach().map_err(fatal(exitcode::DISTCC_FAILED))?;
-    }
+    let mut detached = if !inetd && !opts.no_detach && !under_systemd {
+        process::detach().map_err(fatal(exitcode::DISTCC_FAILED))?
+    } else {
+        process::Detached::none()
+    };
     let user = process::lookup_user(opts.user.as_deref()).map_err(fatal(exitcode::SETUID_FAILED))?;
     process::confine(opts.chroot.as_deref(), user.as_ref()).map_err(fatal(exitcode::SETUID_FAILED))?;
     // As distcc does: written by the serving user, so that it can remove it.
@@ -154,6 +156,8 @@ fn run(opts: Options) -> Result<(), Fatal> {
         .enable_all()
         .build()
         .map_err(|e| Fatal(exitcode::DISTCC_FAILED, e.into()))?;
+    // Bound, confined, pid file written: `distccd --daemon` may return.
+    detached.ready().map_err(fatal(exitcode::DISTCC_FAILED))?;
     let server = Server::new(config, opts.jobs);
     let result = rt.block_on(async {
         if inetd {

@@ -201,20 +201,76 @@ pub fn write_pid_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Goes into the background: the parent exits 0, the child leads a new
-/// session with stdio on /dev/null.
+/// The child's side of `detach`: the parent is still waiting, and exits
+/// only when told the daemon is ready or when the child has exited.
+pub struct Detached {
+    to_parent: Option<std::os::fd::OwnedFd>,
+}
+
+impl Detached {
+    /// Not detached (`--no-detach`, systemd, inetd): nobody is waiting.
+    pub fn none() -> Self {
+        Detached { to_parent: None }
+    }
+
+    /// Lets the parent exit 0, and sends stderr to /dev/null: until now the
+    /// child's start-up errors (a user that does not exist, a pid file that
+    /// cannot be written) reached the terminal and the parent's exit status.
+    pub fn ready(&mut self) -> Result<()> {
+        let Some(fd) = self.to_parent.take() else {
+            return Ok(());
+        };
+        let null = OpenOptions::new().write(true).open("/dev/null")?;
+        unistd::dup2_stderr(&null).context("redirecting stderr")?;
+        unistd::write(&fd, b"1").context("telling the parent the daemon is ready")?;
+        Ok(())
+    }
+}
+
+/// Goes into the background. The parent does not exit until the child calls
+/// [`Detached::ready`] (exit 0) or exits first (the parent exits with the
+/// child's status): whoever ran `distccd --daemon` can use the port and read
+/// the pid file as soon as it returns, and a daemon that failed to start is
+/// not reported as started. The child leads a new session with stdin and
+/// stdout on /dev/null.
 #[allow(unsafe_code)]
-pub fn detach() -> Result<()> {
+pub fn detach() -> Result<Detached> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    let (from_child, to_parent) = unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     // SAFETY: called from `main` before any thread is started, so the child
     // is a complete copy of a single-threaded process.
     match unsafe { unistd::fork() }.context("fork")? {
-        unistd::ForkResult::Parent { .. } => std::process::exit(0),
+        unistd::ForkResult::Parent { child } => {
+            drop(to_parent);
+            let mut byte = [0u8; 1];
+            let told = loop {
+                match unistd::read(&from_child, &mut byte) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    r => break r.is_ok_and(|n| n == 1),
+                }
+            };
+            if told {
+                std::process::exit(0);
+            }
+            // The child exited (or crashed) before it was ready; it has
+            // said why on stderr.
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(..)) | Err(_) => break i32::from(crate::exitcode::DISTCC_FAILED),
+                    Ok(_) => continue,
+                }
+            };
+            std::process::exit(if code == 0 { i32::from(crate::exitcode::DISTCC_FAILED) } else { code });
+        }
         unistd::ForkResult::Child => {}
     }
+    drop(from_child);
     unistd::setsid().context("setsid")?;
     let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
     unistd::dup2_stdin(&null).context("redirecting stdin")?;
     unistd::dup2_stdout(&null).context("redirecting stdout")?;
-    unistd::dup2_stderr(&null).context("redirecting stderr")?;
-    Ok(())
+    Ok(Detached {
+        to_parent: Some(to_parent),
+    })
 }
