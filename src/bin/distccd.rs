@@ -197,10 +197,7 @@ fn run(opts: Options) -> Result<(), Fatal> {
         let stop_server = server.clone();
         let shutdown = async move {
             shutdown_signal(opts.lifetime).await;
-            let running = stop_server
-                .stats
-                .running
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let running = stop_server.live.running();
             let _ = stop_notifier.send(&format!(
                 "STOPPING=1\nSTATUS=stopping: letting {running} running job(s) finish"
             ));
@@ -297,6 +294,18 @@ fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {
         },
         Err(_) => Duration::from_secs(300),
     };
+    let limits = distcc::daemon::sandbox::Rlimits {
+        file_size: Some(512 << 20),
+        address_space: Some(4096 << 20),
+        cpu: opts.job_lifetime.map(|d| d.as_secs().max(1)),
+    };
+    let (sandbox, said) = distcc::daemon::sandbox::Sandbox::start(None, limits)
+        .map_err(|e| Fatal(exitcode::BAD_ARGUMENTS, anyhow!(e)))?;
+    if matches!(said, distcc::daemon::sandbox::Startup::Enforced { .. }) {
+        tracing::info!("{said}");
+    } else {
+        tracing::warn!("{said}");
+    }
     let path = std::env::var_os("DISTCCD_PATH")
         .or_else(|| std::env::var_os("PATH"))
         .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
@@ -310,13 +319,20 @@ fn config(opts: &Options, inetd: bool) -> Result<Config, Fatal> {
             ..Limits::default()
         },
         request_timeout: opts.request_timeout,
+        header_timeout: Duration::from_secs(10),
+        min_rate: 16 << 10,
         io_timeout,
+        write_timeout: Duration::from_secs(30),
         job_lifetime: opts.job_lifetime,
         tmpdir: std::env::var_os("TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
         path,
         max_output: 16 << 20,
+        max_object: 512 << 20,
         max_connections: opts.max_connections,
+        max_per_client: 64,
+        max_queued: 1024 << 20,
         sysroots: opts.sysroots.clone(),
+        sandbox,
     })
 }
 

@@ -1,34 +1,50 @@
 /*!
 One connection: read a request, decide, compile in a private directory, reply.
 
-Whatever happens, the job directory is removed, the compiler's process group
-is killed if the client goes away or `--job-lifetime` passes, and the
-daemon goes on serving. A request that is refused gets a reply whose SERR
-says why (distcc 3.4 just hangs up, and users see "server provided no
-answer"), and the refusal is logged.
+A job goes through four phases, each of which either hands the next what it
+needs or ends the job with a [`Refusal`] (code and reason, sent to the client
+and logged) or a [`Stop`] that cannot be answered:
+
+1. `admit`: the client is allowed; its request arrives in time (the header
+   within `--header-timeout` of connecting, the source at `--min-rate`, all
+   within `--request-timeout`) and fits the memory budget (`--max-queued-mb`);
+2. `prepare`: the command line is one the server may run, on a compiler it
+   allows, and the source opens no file;
+3. `compile`: in a compile slot, in a job directory of its own, the compiler
+   runs sandboxed (`sandbox`), killed if the client goes away or
+   `--job-lifetime` passes; its outputs are bounded by `--max-output-mb`;
+4. `reply`: sent after the slot is given back, each write within
+   `--write-timeout`.
+
+Whatever happens, the job directory is emptied and the daemon goes on
+serving. distcc 3.4 hangs up on a refused request, and users see "server
+provided no answer"; here the reply's SERR says why.
 */
 
 use std::ffi::OsString;
 use std::fs;
+use std::net::IpAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
 
 use super::access;
+use super::budget::{Budget, Held};
 use super::compilers::Policy;
 use super::live::{Ended, RunningJob};
-use crate::args::server::{self, Refusal};
+use super::sandbox::Sandbox;
+use crate::args::server::{self, ServerJob};
 use crate::exitcode;
-use crate::protocol::blocking::ReadError;
-use crate::protocol::message::{Decoder, RequestDecoder};
-use crate::protocol::{Limits, ProtocolError, Reply, Version, nonblocking};
+use crate::protocol::message::{Decoder, Need, RequestDecoder};
+use crate::protocol::{HEADER_LEN, Limits, ProtocolError, Reply, Request, Version};
 
 /// Who is on the other end.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +52,15 @@ pub enum Peer {
     Tcp(std::net::SocketAddr),
     /// A pipe or Unix socket (SSH, tests): no address to check.
     Local,
+}
+
+impl Peer {
+    fn ip(self) -> Option<IpAddr> {
+        match self {
+            Peer::Tcp(a) => Some(a.ip().to_canonical()),
+            Peer::Local => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Peer {
@@ -61,8 +86,14 @@ pub struct Config {
     pub limits: Limits,
     /// Time a client has to send its whole request.
     pub request_timeout: Duration,
-    /// Time to write the reply.
+    /// Time from connecting to the end of the header and command line.
+    pub header_timeout: Duration,
+    /// Slowest average rate for the source, bytes a second (0: none).
+    pub min_rate: u64,
+    /// Time to write the whole reply.
     pub io_timeout: Duration,
+    /// Time each write of the reply may take.
+    pub write_timeout: Duration,
     pub job_lifetime: Option<Duration>,
     /// Where job directories are made.
     pub tmpdir: PathBuf,
@@ -70,22 +101,17 @@ pub struct Config {
     pub path: OsString,
     /// Most bytes of compiler stdout or stderr kept for the reply.
     pub max_output: usize,
+    /// Largest object returned, and largest file a compiler may write.
+    pub max_object: u64,
+    /// Connections reading a request at once (idle ones do not count).
     pub max_connections: usize,
+    /// Connections open at once from one address.
+    pub max_per_client: usize,
+    /// Bytes of requests and replies held in memory, all connections together.
+    pub max_queued: usize,
     /// `--sysroot` values clients may name.
     pub sysroots: Vec<String>,
-}
-
-/// Counters, shared by every job (also the source of STATUS= and stats later).
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub accepted: AtomicU64,
-    pub compile_ok: AtomicU64,
-    pub compile_error: AtomicU64,
-    pub refused: AtomicU64,
-    pub bad_request: AtomicU64,
-    pub timeout: AtomicU64,
-    pub disconnected: AtomicU64,
-    pub running: AtomicU64,
+    pub sandbox: Sandbox,
 }
 
 pub struct Server {
@@ -93,53 +119,138 @@ pub struct Server {
     pub slots: Semaphore,
     /// `--jobs`.
     pub jobs: usize,
-    pub stats: Stats,
+    /// What the daemon is doing and has done: the one source of counts.
     pub live: super::live::Live,
     /// Job directories, kept empty between jobs.
     pub dirs: super::workdir::Pool,
+    /// `--max-queued-mb`.
+    pub budget: Budget,
+    /// `--max-connections`: held while a request is being read.
+    sending: Semaphore,
+    /// Open connections per client address (`--max-per-client`).
+    per_client: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     next_job: AtomicU64,
 }
 
 impl Server {
     /// `STATUS=` and the stats page's status line: one computation for both.
     pub fn status(&self) -> String {
-        let s = &self.stats;
+        let t = self.live.totals();
         super::systemd::status_line(
-            s.running.load(Ordering::Relaxed),
-            s.compile_ok.load(Ordering::Relaxed) + s.compile_error.load(Ordering::Relaxed),
-            s.timeout.load(Ordering::Relaxed) + s.disconnected.load(Ordering::Relaxed),
-            s.refused.load(Ordering::Relaxed) + s.bad_request.load(Ordering::Relaxed),
+            self.live.running(),
+            t.ok + t.error,
+            t.timeout + t.disconnected,
+            t.refused + t.bad_request,
         )
     }
 
     pub fn new(config: Config, jobs: usize) -> Arc<Server> {
         let dirs = super::workdir::Pool::new(&config.tmpdir);
         Arc::new(Server {
-            config,
             slots: Semaphore::new(jobs),
             jobs,
-            stats: Stats::default(),
             live: Default::default(),
             dirs,
+            budget: Budget::new(config.max_queued),
+            sending: Semaphore::new(config.max_connections),
+            per_client: Default::default(),
             next_job: AtomicU64::new(0),
+            config,
         })
+    }
+
+    /// Counts a connection from `ip`; `None` if it has too many open already.
+    fn connect(&self, ip: Option<IpAddr>) -> Option<ClientSlot<'_>> {
+        if let Some(ip) = ip {
+            let mut m = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            let n = m.entry(ip).or_default();
+            if *n >= self.config.max_per_client {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(ClientSlot(self, ip))
     }
 }
 
-/// How a job ended; one of distcc's result names for the log line.
+/// One open connection of a client address.
+struct ClientSlot<'a>(&'a Server, Option<IpAddr>);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(ip) = self.1 {
+            let mut m = self.0.per_client.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = m.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// A job that ends without a compile: the client is told `why` with distcc's
+/// exit `code` for it (100 and up, so it compiles elsewhere or locally).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: u8,
+    pub why: String,
+}
+
+impl Refusal {
+    pub fn new(code: u8, why: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            why: why.into(),
+        }
+    }
+
+    /// distcc's result name for the log line, and the counter it goes to.
+    fn result(&self) -> (&'static str, Ended) {
+        match self.code {
+            exitcode::PROTOCOL_ERROR => ("REJ_BAD_REQ", Ended::BadRequest),
+            exitcode::TIMEOUT => ("COMPILE_TIMEOUT", Ended::Timeout),
+            _ => ("REFUSED", Ended::Refused),
+        }
+    }
+}
+
+/// How a phase ends a job early.
 #[derive(Debug)]
-enum Outcome {
-    Compiled {
-        status: u32,
-        compiler: String,
-        input: String,
-    },
-    Refused(String),
-    BadRequest(String),
-    Timeout(String),
+enum Stop {
+    /// Answered, when the client's version is known.
+    Refused(Refusal),
+    /// The client went away or broke the connection: nobody to answer.
     Disconnected(String),
-    /// Connected and closed without a byte: a port probe, not a client.
+    /// Connected and closed (or stayed silent) without a byte: a port probe
+    /// or an idle connection, not a client.
     Probe,
+}
+
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Stop {
+        Stop::Refused(r)
+    }
+}
+
+impl From<server::Refusal> for Refusal {
+    fn from(r: server::Refusal) -> Refusal {
+        Refusal::new(exitcode::ACCESS_DENIED, r.0)
+    }
+}
+
+impl From<server::Refusal> for Stop {
+    fn from(r: server::Refusal) -> Stop {
+        Stop::Refused(r.into())
+    }
+}
+
+/// A compile that ran, for the log line.
+struct Compiled {
+    status: u32,
+    compiler: String,
+    input: String,
 }
 
 /// Free bytes where jobs are written.
@@ -149,14 +260,14 @@ fn free_space(dir: &Path) -> Option<u64> {
         .map(|v| v.blocks_available() * v.fragment_size())
 }
 
-fn refusal_reply(version: Version, code: u8, why: &str) -> Reply {
+fn refusal_reply(version: Version, r: &Refusal) -> Reply {
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
     Reply {
         version,
-        status: u32::from(code) << 8,
-        stderr: format!("distccd-rs on {host}: {why}\n").into_bytes(),
+        status: u32::from(r.code) << 8,
+        stderr: format!("distccd-rs on {host}: {}\n", r.why).into_bytes(),
         stdout: Vec::new(),
         object: Vec::new(),
     }
@@ -170,55 +281,64 @@ where
     W: AsyncWrite + Unpin,
 {
     // A request is a run of small headers and words: read them from a
-    // buffer, not with a system call each.
-    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, reader);
+    // buffer, not with a system call each. Small, as most connections
+    // waiting at once are idle ones.
+    let mut reader = BufReader::with_capacity(16 << 10, reader);
     let started = Instant::now();
-    server.stats.accepted.fetch_add(1, Ordering::Relaxed);
-    let outcome = run(&server, peer, &mut reader, &mut writer).await;
-    let ms = started.elapsed().as_millis();
-    let ip = match peer {
-        Peer::Tcp(a) => Some(a.ip()),
-        Peer::Local => None,
+    server.live.accepted();
+    let mut version = None;
+    let result = match server.connect(peer.ip()) {
+        Some(_slot) => run(&server, peer, &mut reader, &mut writer, &mut version).await,
+        None => {
+            let cfg = &server.config;
+            let why = format!(
+                "too many connections from {peer}: at most {} at once (--max-per-client)",
+                cfg.max_per_client
+            );
+            version = stranger_version(&mut reader, cfg.header_timeout.min(Duration::from_secs(2))).await;
+            Err(Stop::Refused(Refusal::new(exitcode::BUSY, why)))
+        }
     };
-    let st = &server.stats;
-    let failure = match &outcome {
-        Outcome::Compiled {
+    let ms = started.elapsed().as_millis() as u64;
+    let ip = peer.ip();
+    match result {
+        Ok(Compiled {
             status,
             compiler,
             input,
-        } => {
+        }) => {
             let (exit, sig, core) = (status >> 8 & 0xff, status & 0x7f, status >> 7 & 1);
-            let (result, counter, ended) = if *status == 0 {
-                ("COMPILE_OK", &st.compile_ok, Ended::Ok)
+            let (result, ended) = if status == 0 {
+                ("COMPILE_OK", Ended::Ok)
             } else {
-                ("COMPILE_ERROR", &st.compile_error, Ended::Error)
+                ("COMPILE_ERROR", Ended::Error)
             };
             tracing::info!(
-                peer = %peer, result, compiler = %compiler, input = %input, exit, time_ms = ms as u64,
+                peer = %peer, result, compiler = %compiler, input = %input, exit, time_ms = ms,
                 "client: {peer} {result} exit:{exit} sig:{sig} core:{core} ret:{exit} time:{ms}ms {compiler} {input}"
             );
-            counter.fetch_add(1, Ordering::Relaxed);
-            server
-                .live
-                .ended(ip, ended, None, Some((compiler, input, ms as u64)));
-            None
+            server.live.ended(ip, ended, None, Some((&compiler, &input, ms)));
         }
-        Outcome::Refused(why) => Some(("REFUSED", why, &st.refused, Ended::Refused)),
-        Outcome::BadRequest(why) => Some(("REJ_BAD_REQ", why, &st.bad_request, Ended::BadRequest)),
-        Outcome::Timeout(why) => Some(("COMPILE_TIMEOUT", why, &st.timeout, Ended::Timeout)),
-        Outcome::Disconnected(why) => Some(("CLI_DISCONN", why, &st.disconnected, Ended::Disconnected)),
-        Outcome::Probe => {
-            tracing::debug!("client: {peer} closed the connection without sending a request");
+        Err(Stop::Probe) => {
+            tracing::debug!(
+                "client: {peer} closed the connection or stayed silent without sending a request"
+            );
             return;
         }
-    };
-    if let Some((result, why, counter, ended)) = failure {
-        tracing::warn!(
-            peer = %peer, result, reason = %why, time_ms = ms as u64,
-            "client: {peer} {result} time:{ms}ms: {why}"
-        );
-        counter.fetch_add(1, Ordering::Relaxed);
-        server.live.ended(ip, ended, Some(why), None);
+        Err(Stop::Disconnected(why)) => {
+            let result = "CLI_DISCONN";
+            tracing::warn!(peer = %peer, result, reason = %why, time_ms = ms, "client: {peer} {result} time:{ms}ms: {why}");
+            server.live.ended(ip, Ended::Disconnected, Some(&why), None);
+        }
+        Err(Stop::Refused(r)) => {
+            if let Some(v) = version {
+                let _ = send(&server, &mut writer, &refusal_reply(v, &r)).await;
+            }
+            let (result, ended) = r.result();
+            let why = &r.why;
+            tracing::warn!(peer = %peer, result, reason = %why, time_ms = ms, "client: {peer} {result} time:{ms}ms: {why}");
+            server.live.ended(ip, ended, Some(why), None);
+        }
     }
     // Let the client read everything before the socket closes: closing with
     // unread input makes the kernel send a reset, which can discard the reply.
@@ -229,159 +349,294 @@ where
     .await;
 }
 
+/// Writes the reply in pieces, each within `--write-timeout` and all within
+/// DISTCC_IO_TIMEOUT: a client that stops reading is dropped, not waited for.
 async fn send<W: AsyncWrite + Unpin>(server: &Server, writer: &mut W, reply: &Reply) -> Result<(), String> {
+    let cfg = &server.config;
     let bytes = reply.encode();
-    match tokio::time::timeout(server.config.io_timeout, writer.write_all(&bytes)).await {
-        Ok(Ok(())) => writer
-            .flush()
-            .await
-            .map_err(|e| format!("writing the reply: {e}")),
+    let all = Instant::now() + cfg.io_timeout;
+    for piece in bytes.chunks(256 << 10) {
+        let by = all.min(Instant::now() + cfg.write_timeout);
+        match timeout_at(by, writer.write_all(piece)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("writing the reply: {e}")),
+            Err(_) if by == all => {
+                return Err(format!("reply not sent within {}s", cfg.io_timeout.as_secs()));
+            }
+            Err(_) => {
+                return Err(format!(
+                    "client stopped reading the reply: no progress in {}s (--write-timeout)",
+                    cfg.write_timeout.as_secs()
+                ));
+            }
+        }
+    }
+    match timeout_at(all.min(Instant::now() + cfg.write_timeout), writer.flush()).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("writing the reply: {e}")),
-        Err(_) => Err("timed out writing the reply".into()),
+        Err(_) => Err("timed out flushing the reply".into()),
     }
 }
 
-/// Answers with a refusal if the client's version is known, and says how it ended.
-async fn refuse<W: AsyncWrite + Unpin>(
+/// The DIST header of a client we will not serve, so the refusal can be in
+/// its version; nothing else from it is read.
+async fn stranger_version<R: AsyncRead + Unpin>(reader: &mut R, within: Duration) -> Option<Version> {
+    let mut dec = RequestDecoder::new(Limits::default());
+    let mut h = [0u8; HEADER_LEN];
+    match tokio::time::timeout(within, reader.read_exact(&mut h)).await {
+        Ok(Ok(_)) => dec.header(&h).ok().and(dec.version()),
+        _ => None,
+    }
+}
+
+async fn run<R, W>(
     server: &Server,
+    peer: Peer,
+    reader: &mut BufReader<R>,
     writer: &mut W,
-    version: Option<Version>,
-    code: u8,
-    why: String,
-) -> Outcome {
-    if let Some(v) = version {
-        let _ = send(server, writer, &refusal_reply(v, code, &why)).await;
-    }
-    if code == exitcode::PROTOCOL_ERROR {
-        Outcome::BadRequest(why)
-    } else {
-        Outcome::Refused(why)
-    }
-}
-
-async fn run<R, W>(server: &Server, peer: Peer, reader: &mut R, writer: &mut W) -> Outcome
+    version: &mut Option<Version>,
+) -> Result<Compiled, Stop>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let cfg = &server.config;
-    let mut dec = RequestDecoder::new(cfg.limits.clone());
+    let (request, held) = admit(server, peer, reader, version).await?;
+    let job = prepare(server, peer, &request)?;
+    let (reply, compiled, _held) = compile(server, peer, job, request, held, reader).await?;
+    send(server, writer, &reply).await.map_err(Stop::Disconnected)?;
+    Ok(compiled)
+}
 
+/// Phase 1: an allowed client's whole request, in time and within budget.
+async fn admit<'s, R: AsyncRead + Unpin>(
+    server: &'s Server,
+    peer: Peer,
+    reader: &mut BufReader<R>,
+    version: &mut Option<Version>,
+) -> Result<(Request, Held<'s>), Stop> {
+    let cfg = &server.config;
+    let connected = Instant::now();
     if let Peer::Tcp(addr) = peer
         && !access::allowed(&cfg.allow, addr.ip())
     {
-        // Read only the DIST header, so the refusal can be in the client's
-        // version; nothing else from a stranger is read.
-        let why = format!(
-            "access denied: client {} is not in this server's --allow list",
-            addr.ip().to_canonical()
-        );
-        let mut h = [0u8; crate::protocol::HEADER_LEN];
-        let version = match tokio::time::timeout(Duration::from_secs(5), reader.read_exact(&mut h)).await {
-            Ok(Ok(_)) => dec.header(&h).ok().and(dec.version()),
-            _ => None,
-        };
-        return refuse(server, writer, version, exitcode::ACCESS_DENIED, why).await;
+        *version = stranger_version(reader, cfg.header_timeout.min(Duration::from_secs(5))).await;
+        return Err(Refusal::new(
+            exitcode::ACCESS_DENIED,
+            format!(
+                "access denied: client {} is not in this server's --allow list",
+                addr.ip().to_canonical()
+            ),
+        )
+        .into());
     }
+    let header_by = connected + cfg.header_timeout.min(cfg.request_timeout);
+    let late = |what: &str| {
+        Refusal::new(
+            exitcode::PROTOCOL_ERROR,
+            format!(
+                "{what} not received within {}s of connecting",
+                cfg.header_timeout.min(cfg.request_timeout).as_secs()
+            ),
+        )
+    };
+    // Until its first byte a connection is idle: it holds no place among
+    // those sending (--max-connections), so idle ones cannot lock out a client.
+    match timeout_at(header_by, reader.fill_buf()).await {
+        Err(_) => return Err(Stop::Probe),
+        Ok(Ok([])) => return Err(Stop::Probe),
+        Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
+        Ok(Ok(_)) => {}
+    }
+    let Ok(_sending) = timeout_at(header_by, server.sending.acquire()).await else {
+        return Err(Stop::Refused(Refusal::new(
+            exitcode::BUSY,
+            format!(
+                "{} clients are sending requests already (--max-connections)",
+                cfg.max_connections
+            ),
+        )));
+    };
+    let _sending = _sending.map_err(|_| Stop::Disconnected("server shutting down".into()))?;
 
-    match tokio::time::timeout(cfg.request_timeout, nonblocking::read_message(reader, &mut dec)).await {
-        Err(_) => {
-            let why = format!("request not received within {}s", cfg.request_timeout.as_secs());
-            return refuse(server, writer, dec.version(), exitcode::PROTOCOL_ERROR, why).await;
+    let mut dec = RequestDecoder::new(cfg.limits.clone());
+    let mut held = server.budget.none();
+    let all_by = connected + cfg.request_timeout;
+    let busy = |budget: &Budget| {
+        Refusal::new(
+            exitcode::BUSY,
+            format!(
+                "server busy: requests and replies waiting here hold {} of the {} MiB allowed in memory \
+                 (--max-queued-mb)",
+                budget.used() >> 20,
+                budget.total() >> 20
+            ),
+        )
+    };
+    loop {
+        match dec.need() {
+            Need::Header => {
+                let mut h = [0u8; HEADER_LEN];
+                match timeout_at(header_by, reader.read_exact(&mut h)).await {
+                    Err(_) => return Err(late("request header").into()),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return Err(if dec.version().is_none() {
+                            Stop::Probe
+                        } else {
+                            Stop::Disconnected(ProtocolError::Truncated("a header").to_string())
+                        });
+                    }
+                    Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
+                    Ok(Ok(_)) => {}
+                }
+                let r = dec.header(&h);
+                *version = dec.version();
+                r.map_err(protocol_refusal)?;
+            }
+            Need::Body { len, what: "DOTI" } => {
+                let len = len as usize;
+                // The rate rule: after the header, the source may take as
+                // long as it needs at --min-rate, and never past the
+                // request timeout.
+                let slack = cfg.header_timeout;
+                let by = match (len as u64).checked_div(cfg.min_rate) {
+                    Some(secs) => all_by.min(Instant::now() + slack + Duration::from_secs(secs)),
+                    None => all_by,
+                };
+                let mut body = Vec::with_capacity(len.min(1 << 20));
+                while body.len() < len {
+                    let want = (len - body.len()).min(256 << 10);
+                    // Counted as it arrives, not as declared: a slow client
+                    // that promises a large source holds only what it sent.
+                    if !held.grow(want) {
+                        return Err(busy(&server.budget).into());
+                    }
+                    let before = body.len();
+                    match timeout_at(by, (&mut *reader).take(want as u64).read_to_end(&mut body)).await {
+                        Err(_) => {
+                            return Err(Refusal::new(
+                                exitcode::PROTOCOL_ERROR,
+                                format!(
+                                    "request too slow: {} of {len} bytes of source in {}s (--min-rate {} KiB/s, \
+                                     --request-timeout {}s)",
+                                    body.len(),
+                                    connected.elapsed().as_secs(),
+                                    cfg.min_rate >> 10,
+                                    cfg.request_timeout.as_secs()
+                                ),
+                            )
+                            .into());
+                        }
+                        Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
+                        Ok(Ok(_)) if body.len() == before => {
+                            return Err(Stop::Disconnected(ProtocolError::Truncated("DOTI").to_string()));
+                        }
+                        Ok(Ok(_)) => {}
+                    }
+                }
+                let room = held.bytes() + server.budget.available();
+                let capped = room < cfg.limits.max_plain;
+                if capped {
+                    dec.cap_plain(room);
+                }
+                match dec.body(body) {
+                    Err(ProtocolError::TooLarge { .. }) if capped => return Err(busy(&server.budget).into()),
+                    r => r.map_err(protocol_refusal)?,
+                }
+            }
+            Need::Body { len, what } => {
+                let mut body = Vec::new();
+                match timeout_at(header_by, (&mut *reader).take(len.into()).read_to_end(&mut body)).await {
+                    Err(_) => return Err(late("request command line").into()),
+                    Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
+                    Ok(Ok(_)) => {}
+                }
+                if body.len() != len as usize {
+                    return Err(Stop::Disconnected(ProtocolError::Truncated(what).to_string()));
+                }
+                dec.body(body).map_err(protocol_refusal)?;
+            }
+            Need::Done => break,
         }
-        Ok(Err(ReadError::Io(e))) => {
-            return Outcome::Disconnected(format!("reading the request: {e}"));
-        }
-        Ok(Err(ReadError::Protocol(ProtocolError::Truncated("a header")))) if dec.version().is_none() => {
-            return Outcome::Probe;
-        }
-        Ok(Err(ReadError::Protocol(e @ ProtocolError::Truncated(_)))) => {
-            return Outcome::Disconnected(e.to_string());
-        }
-        Ok(Err(ReadError::Protocol(ProtocolError::UnsupportedVersion(3)))) => {
-            let why =
-                "pump mode (protocol 3, ',cpp') is not supported by this server; use ',lzo' without ',cpp'";
-            return refuse(
-                server,
-                writer,
-                dec.version(),
-                exitcode::PROTOCOL_ERROR,
-                why.into(),
-            )
-            .await;
-        }
-        Ok(Err(ReadError::Protocol(e))) => {
-            return refuse(
-                server,
-                writer,
-                dec.version(),
-                exitcode::PROTOCOL_ERROR,
-                e.to_string(),
-            )
-            .await;
-        }
-        Ok(Ok(())) => {}
     }
     let request = dec.finish();
-    let version = Some(request.version);
+    if !held.resize(request.doti.len()) {
+        return Err(busy(&server.budget).into());
+    }
+    Ok((request, held))
+}
 
-    let argv: Vec<String> = match request
+fn protocol_refusal(e: ProtocolError) -> Refusal {
+    match e {
+        ProtocolError::UnsupportedVersion(3) => Refusal::new(
+            exitcode::PROTOCOL_ERROR,
+            "pump mode (protocol 3, ',cpp') is not supported by this server; use ',lzo' without ',cpp'",
+        ),
+        e => Refusal::new(exitcode::PROTOCOL_ERROR, e.to_string()),
+    }
+}
+
+/// What phase 2 decided to run.
+struct Prepared {
+    exe: PathBuf,
+    compiler: String,
+    job: ServerJob,
+}
+
+/// Phase 2: a command line the server may run, on a compiler it allows, on
+/// a source that opens no file.
+fn prepare(server: &Server, peer: Peer, request: &Request) -> Result<Prepared, Stop> {
+    let cfg = &server.config;
+    let argv: Vec<String> = request
         .argv
         .iter()
         .map(|a| String::from_utf8(a.clone()))
-        .collect()
-    {
-        Ok(v) => v,
-        Err(_) => {
-            let why = "the command line is not valid UTF-8".to_owned();
-            return refuse(server, writer, version, exitcode::PROTOCOL_ERROR, why).await;
-        }
-    };
-    let compiler_name = argv[0].clone();
-
+        .collect::<Result<_, _>>()
+        .map_err(|_| Refusal::new(exitcode::PROTOCOL_ERROR, "the command line is not valid UTF-8"))?;
+    let compiler = argv[0].clone();
     let exe = if cfg.tcp_insecure && matches!(peer, Peer::Local) {
-        match super::compilers::find_on_path(&compiler_name, &cfg.path, None) {
-            Some(p) => p,
-            None => {
-                let why = format!("compiler '{compiler_name}' not found on this server");
-                return refuse(server, writer, version, exitcode::COMPILER_MISSING, why).await;
-            }
-        }
+        super::compilers::find_on_path(&compiler, &cfg.path, None).ok_or_else(|| {
+            Refusal::new(
+                exitcode::COMPILER_MISSING,
+                format!("compiler '{compiler}' not found on this server"),
+            )
+        })?
     } else {
-        match cfg.compilers.resolve(&compiler_name, &cfg.path) {
-            Ok(p) => p,
-            Err(Refusal(why)) => {
-                return refuse(server, writer, version, exitcode::ACCESS_DENIED, why).await;
-            }
-        }
+        cfg.compilers.resolve(&compiler, &cfg.path)?
     };
-
     // Compile in the job directory with relative names, so diagnostics and
     // objects name `x.i` exactly as a local compile of `x.i` would.
-    let job_no = server.next_job.fetch_add(1, Ordering::Relaxed);
-    let job = match server::rewrite(&argv, job_input_name, "distccd-output.o", &cfg.sysroots) {
-        Ok(j) => j,
-        Err(Refusal(why)) => {
-            return refuse(server, writer, version, exitcode::ACCESS_DENIED, why).await;
-        }
-    };
-    if let Err(Refusal(why)) = server::check_preprocessed(&request.doti) {
-        return refuse(server, writer, version, exitcode::ACCESS_DENIED, why).await;
-    }
+    let job = server::rewrite(&argv, job_input_name, "distccd-output.o", &cfg.sysroots)?;
+    server::check_preprocessed(&request.doti)?;
+    Ok(Prepared { exe, compiler, job })
+}
 
-    let Ok(_slot) = server.slots.acquire().await else {
-        return Outcome::Disconnected("server shutting down".into());
+/// Phase 3: the compile, in a slot and a directory of its own, sandboxed.
+/// Returns the reply with the slot and directory already given back.
+async fn compile<'s, R: AsyncRead + Unpin>(
+    server: &'s Server,
+    peer: Peer,
+    p: Prepared,
+    request: Request,
+    mut held: Held<'s>,
+    reader: &mut R,
+) -> Result<(Reply, Compiled, Held<'s>), Stop> {
+    let cfg = &server.config;
+    let Ok(slot) = server.slots.acquire().await else {
+        return Err(Stop::Disconnected("server shutting down".into()));
     };
-    let running = server.stats.running.fetch_add(1, Ordering::Relaxed) + 1;
-    tracing::debug!("client: {peer} compiling {}: {running} running", job.input_name);
-    let _running = RunningGuard(&server.stats.running, &server.live, job_no);
-    server.live.start(RunningJob {
+    let job_no = server.next_job.fetch_add(1, Ordering::Relaxed);
+    let running = server.live.start(RunningJob {
         id: job_no,
         peer: peer.to_string(),
-        compiler: compiler_name.clone(),
-        input: job.input_name.clone(),
-        started: Instant::now(),
+        compiler: p.compiler.clone(),
+        input: p.job.input_name.clone(),
+        started: std::time::Instant::now(),
     });
+    tracing::debug!(
+        "client: {peer} compiling {}: {} running",
+        p.job.input_name,
+        server.live.running()
+    );
 
     // A full disk would otherwise look like a compile error in the user's
     // code; said up front, the client knows to go elsewhere.
@@ -389,29 +644,41 @@ where
     if let Some(free) = free_space(&cfg.tmpdir)
         && free < need
     {
-        let why = format!(
-            "server TMPDIR {} is full: {} KiB free, a job this size needs {} KiB",
-            cfg.tmpdir.display(),
-            free >> 10,
-            need >> 10
-        );
-        return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
+        return Err(Refusal::new(
+            exitcode::IO_ERROR,
+            format!(
+                "server TMPDIR {} is full: {} KiB free, a job this size needs {} KiB",
+                cfg.tmpdir.display(),
+                free >> 10,
+                need >> 10
+            ),
+        )
+        .into());
     }
-    let dir = match server.dirs.take() {
-        Ok(d) => d,
-        Err(e) => {
-            let why = format!("cannot create a job directory in {}: {e}", cfg.tmpdir.display());
-            return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
-        }
+    let io = |what: &str, e: std::io::Error| {
+        Refusal::new(
+            exitcode::IO_ERROR,
+            format!("{what} in {}: {e}", cfg.tmpdir.display()),
+        )
     };
-    if let Err(e) = fs::write(dir.path().join(job_input_name(&job.input_name)), &request.doti) {
-        let why = format!("cannot write the input in {}: {e}", cfg.tmpdir.display());
-        return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
-    }
+    let dir = server
+        .dirs
+        .take()
+        .map_err(|e| io("cannot create a job directory", e))?;
+    fs::write(dir.path().join(job_input_name(&p.job.input_name)), &request.doti)
+        .map_err(|e| io("cannot write the input", e))?;
+    // On disk now: the source no longer counts against memory.
+    let version = request.version;
+    drop(request);
+    held.resize(0);
 
-    let mut cmd = tokio::process::Command::new(&exe);
-    cmd.arg0(&compiler_name)
-        .args(&job.argv[1..])
+    let confined = cfg
+        .sandbox
+        .prepare(dir.path(), &p.exe)
+        .map_err(|e| Refusal::new(exitcode::DISTCC_FAILED, format!("{e:#}")))?;
+    let mut cmd = tokio::process::Command::new(&p.exe);
+    cmd.arg0(&p.compiler)
+        .args(&p.job.argv[1..])
         .current_dir(dir.path())
         .env("PATH", &cfg.path)
         .env("TMPDIR", dir.path())
@@ -420,18 +687,25 @@ where
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    tracing::debug!("client: {peer} running {} as {:?}", exe.display(), job.argv);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let why = format!("failed to exec {}: {e}", exe.display());
-            return refuse(server, writer, version, exitcode::COMPILER_MISSING, why).await;
-        }
-    };
+    // SAFETY: `apply` only makes system calls (setrlimit, prctl,
+    // landlock_restrict_self, close_range), which are async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || confined.apply());
+    }
+    tracing::debug!("client: {peer} running {} as {:?}", p.exe.display(), p.job.argv);
+    let spawned = cmd.spawn();
+    drop(cmd);
+    let mut child = spawned.map_err(|e| {
+        Refusal::new(
+            exitcode::COMPILER_MISSING,
+            format!("failed to exec {}: {e}", p.exe.display()),
+        )
+    })?;
     let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let max = cfg.max_output;
-    let compile = async {
+    let run = async {
         let (o, e, st) = tokio::join!(read_capped(out, max), read_capped(err, max), child.wait());
         (o, e, st)
     };
@@ -451,80 +725,107 @@ where
         }
     };
     let result = tokio::select! {
-        r = compile => Ok(r),
-        gone = watch => Err(Outcome::Disconnected(format!("client went away during the compile ({gone}); compiler killed"))),
-        () = lifetime => Err(Outcome::Timeout(format!(
+        r = run => Ok(r),
+        gone = watch => Err(Stop::Disconnected(format!("client went away during the compile ({gone}); compiler killed"))),
+        () = lifetime => Err(Stop::Refused(Refusal::new(exitcode::TIMEOUT, format!(
             "compile of {} ran longer than --job-lifetime {}s; compiler killed",
-            job.input_name, cfg.job_lifetime.unwrap_or_default().as_secs()))),
+            p.job.input_name, cfg.job_lifetime.unwrap_or_default().as_secs())))),
     };
     if let Some(pg) = pgid {
         // The driver's helpers (cc1, as) share its process group.
         let _ = nix::sys::signal::killpg(pg, nix::sys::signal::Signal::SIGKILL);
     }
-    let (stdout, mut stderr, status) = match result {
-        Ok((o, e, Ok(st))) => (o, e, st),
-        Ok((_, _, Err(e))) => {
-            let why = format!("waiting for the compiler: {e}");
-            return refuse(server, writer, version, exitcode::DISTCC_FAILED, why).await;
+    let (stdout, mut stderr, status) = match result? {
+        (o, e, Ok(st)) => (o, e, st.into_raw() as u32),
+        (_, _, Err(e)) => {
+            return Err(
+                Refusal::new(exitcode::DISTCC_FAILED, format!("waiting for the compiler: {e}")).into(),
+            );
         }
-        Err(timeout @ Outcome::Timeout(_)) => {
-            drop(dir);
-            if let Outcome::Timeout(why) = &timeout {
-                let _ = send(
-                    server,
-                    writer,
-                    &refusal_reply(request.version, exitcode::TIMEOUT, why),
-                )
-                .await;
-            }
-            return timeout;
-        }
-        Err(other) => return other,
     };
-    let status = status.into_raw() as u32;
-    if status != 0 && free_space(&cfg.tmpdir).is_some_and(|f| f < (1 << 20)) {
-        drop(dir);
-        let why = format!(
-            "server TMPDIR {} ran out of space during the compile",
-            cfg.tmpdir.display()
-        );
-        return refuse(server, writer, version, exitcode::IO_ERROR, why).await;
+    if status != 0 {
+        if let Some(name) = oversized(dir.path(), cfg.max_object) {
+            return Err(Refusal::new(
+                exitcode::IO_ERROR,
+                format!(
+                    "the compile wrote {name} up to the server's limit of {} MiB a file (--max-output-mb); \
+                     compile it locally",
+                    cfg.max_object >> 20
+                ),
+            )
+            .into());
+        }
+        if free_space(&cfg.tmpdir).is_some_and(|f| f < (1 << 20)) {
+            return Err(Refusal::new(
+                exitcode::IO_ERROR,
+                format!(
+                    "server TMPDIR {} ran out of space during the compile",
+                    cfg.tmpdir.display()
+                ),
+            )
+            .into());
+        }
     }
     let mut object = Vec::new();
     if status == 0 {
-        match fs::read(dir.path().join("distccd-output.o")) {
+        let path = dir.path().join("distccd-output.o");
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if size >= cfg.max_object {
+            return Err(Refusal::new(
+                exitcode::IO_ERROR,
+                format!(
+                    "the object is {} MiB, larger than the server returns (--max-output-mb {}); compile it locally",
+                    size >> 20,
+                    cfg.max_object >> 20
+                ),
+            )
+            .into());
+        }
+        if !held.resize(size as usize + stdout.len() + stderr.len()) {
+            return Err(Refusal::new(
+                exitcode::BUSY,
+                format!(
+                    "server busy: no room in memory for a {} KiB reply (--max-queued-mb {})",
+                    size >> 10,
+                    server.budget.total() >> 20
+                ),
+            )
+            .into());
+        }
+        match fs::read(&path) {
             Ok(o) => object = o,
             Err(e) => stderr.extend_from_slice(
                 format!("distccd-rs: cannot read the compiler's output: {e}\n").as_bytes(),
             ),
         }
     }
-    // Gone before the client hears back, so a finished job leaves nothing.
+    // Gone before the client hears back, so a finished job leaves nothing,
+    // and a client slow to read its reply holds no slot.
     drop(dir);
+    drop(running);
+    drop(slot);
+    let compiled = Compiled {
+        status,
+        compiler: p.compiler,
+        input: p.job.input_name,
+    };
     let reply = Reply {
-        version: request.version,
+        version,
         status,
         stderr,
         stdout,
         object,
     };
-    if let Err(why) = send(server, writer, &reply).await {
-        return Outcome::Disconnected(why);
-    }
-    Outcome::Compiled {
-        status,
-        compiler: compiler_name,
-        input: job.input_name,
-    }
+    Ok((reply, compiled, held))
 }
 
-struct RunningGuard<'a>(&'a AtomicU64, &'a super::live::Live, u64);
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-        self.1.stop(self.2);
-    }
+/// A file in `dir` the compiler was stopped from writing past `limit`.
+fn oversized(dir: &Path, limit: u64) -> Option<String> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.metadata().is_ok_and(|m| m.len() >= limit))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
 }
 
 /// The job's own name for the input: the client's base name when it is a

@@ -37,8 +37,36 @@ pub enum Ended {
     Disconnected,
 }
 
+/// Jobs since start-up, by how they ended: the daemon's only counters;
+/// `STATUS=`, the stats page and distccmon read them from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub accepted: u64,
+    pub ok: u64,
+    pub error: u64,
+    pub refused: u64,
+    pub bad_request: u64,
+    pub timeout: u64,
+    pub disconnected: u64,
+}
+
+impl Totals {
+    fn count(&mut self, how: Ended) {
+        let n = match how {
+            Ended::Ok => &mut self.ok,
+            Ended::Error => &mut self.error,
+            Ended::Refused => &mut self.refused,
+            Ended::BadRequest => &mut self.bad_request,
+            Ended::Timeout => &mut self.timeout,
+            Ended::Disconnected => &mut self.disconnected,
+        };
+        *n += 1;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
+    totals: Totals,
     running: HashMap<u64, RunningJob>,
     clients: BTreeMap<IpAddr, ClientCounts>,
     reasons: BTreeMap<String, u64>,
@@ -59,6 +87,7 @@ const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A copy of everything, at one moment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
+    pub totals: Totals,
     pub running: Vec<RunningJob>,
     pub clients: Vec<(IpAddr, ClientCounts)>,
     pub reasons: Vec<(String, u64)>,
@@ -79,14 +108,26 @@ impl Live {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn start(&self, job: RunningJob) {
-        let mut g = self.lock();
-        g.running.insert(job.id, job);
-        g.max_running = g.max_running.max(g.running.len() as u64);
+    pub fn accepted(&self) {
+        self.lock().totals.accepted += 1;
     }
 
-    pub fn stop(&self, id: u64) {
-        self.lock().running.remove(&id);
+    pub fn totals(&self) -> Totals {
+        self.lock().totals
+    }
+
+    /// Compiles running now.
+    pub fn running(&self) -> u64 {
+        self.lock().running.len() as u64
+    }
+
+    /// A compile starts; it is over when the guard is dropped.
+    pub fn start(&self, job: RunningJob) -> Running<'_> {
+        let id = job.id;
+        let mut g = self.lock();
+        g.running.insert(id, job);
+        g.max_running = g.max_running.max(g.running.len() as u64);
+        Running(self, id)
     }
 
     pub fn ended(
@@ -97,6 +138,7 @@ impl Live {
         compiled: Option<(&str, &str, u64)>,
     ) {
         let mut g = self.lock();
+        g.totals.count(how);
         if let Some(ip) = peer {
             let c = g.clients.entry(ip.to_canonical()).or_default();
             match how {
@@ -170,6 +212,7 @@ impl Live {
         let mut running: Vec<RunningJob> = g.running.values().cloned().collect();
         running.sort_by_key(|j| j.id);
         Snapshot {
+            totals: g.totals,
             running,
             clients: g.clients.iter().map(|(k, v)| (*k, v.clone())).collect(),
             reasons: g.reasons.iter().map(|(k, v)| (k.clone(), *v)).collect(),
@@ -186,6 +229,15 @@ impl Live {
             taken: SystemTime::now(),
             now,
         }
+    }
+}
+
+/// A running compile, listed until dropped.
+pub struct Running<'a>(&'a Live, u64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.lock().running.remove(&self.1);
     }
 }
 
@@ -213,21 +265,22 @@ mod tests {
     fn counts_and_reasons() {
         let live = Live::default();
         let ip: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
-        live.start(RunningJob {
+        live.accepted();
+        let a = live.start(RunningJob {
             id: 1,
             peer: "10.0.0.2:5".into(),
             compiler: "gcc".into(),
             input: "a.c".into(),
             started: Instant::now(),
         });
-        live.start(RunningJob {
+        let _b = live.start(RunningJob {
             id: 2,
             peer: "10.0.0.2:6".into(),
             compiler: "gcc".into(),
             input: "b.c".into(),
             started: Instant::now(),
         });
-        live.stop(1);
+        drop(a);
         live.ended(Some(ip), Ended::Ok, None, Some(("gcc", "a.c", 40)));
         live.ended(
             Some(ip),
@@ -243,6 +296,16 @@ mod tests {
         );
         live.sample();
         let s = live.snapshot();
+        assert_eq!(
+            s.totals,
+            Totals {
+                accepted: 1,
+                ok: 1,
+                refused: 2,
+                ..Totals::default()
+            }
+        );
+        assert_eq!(live.running(), 1);
         assert_eq!(
             s.running.iter().map(|j| j.input.as_str()).collect::<Vec<_>>(),
             ["b.c"]

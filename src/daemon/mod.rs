@@ -9,6 +9,7 @@ beyond what the server reads at once wait in the kernel's queue.
 */
 
 pub mod access;
+pub mod budget;
 pub mod compilers;
 pub mod confd;
 pub mod job;
@@ -16,6 +17,7 @@ pub mod journal;
 pub mod live;
 pub mod options;
 pub mod process;
+pub mod sandbox;
 pub mod stats;
 pub mod systemd;
 pub mod workdir;
@@ -25,9 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-pub use job::{Config, Peer, Server, Stats};
+pub use job::{Config, Peer, Refusal, Server};
 
 /// How long a stopping server lets running jobs finish.
 pub const DRAIN: Duration = Duration::from_secs(60);
@@ -35,19 +36,17 @@ pub const DRAIN: Duration = Duration::from_secs(60);
 /// Serves on every listener until `shutdown` resolves, then lets running
 /// jobs finish (up to `DRAIN`).
 pub async fn serve(listeners: Vec<TcpListener>, server: Arc<Server>, shutdown: impl Future<Output = ()>) {
-    // Compiles are limited by --jobs; this bounds memory and descriptors.
-    let conns = Arc::new(Semaphore::new(server.config.max_connections));
     // Every connection task holds a clone; when all are dropped, `recv` ends.
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut acceptors = tokio::task::JoinSet::new();
     for listener in listeners {
-        let (server, conns, done_tx) = (server.clone(), conns.clone(), done_tx.clone());
-        acceptors.spawn(accept_loop(listener, server, conns, done_tx));
+        let (server, done_tx) = (server.clone(), done_tx.clone());
+        acceptors.spawn(accept_loop(listener, server, done_tx));
     }
     drop(done_tx);
     shutdown.await;
     acceptors.shutdown().await;
-    let running = server.stats.running.load(std::sync::atomic::Ordering::Relaxed);
+    let running = server.live.running();
     if running > 0 {
         tracing::info!("shutting down: waiting for {running} running job(s)");
     }
@@ -57,17 +56,14 @@ pub async fn serve(listeners: Vec<TcpListener>, server: Arc<Server>, shutdown: i
     server.dirs.clear();
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    server: Arc<Server>,
-    conns: Arc<Semaphore>,
-    done: tokio::sync::mpsc::Sender<()>,
-) {
+/// Accepts without a limit of its own: a connection costs a task and a
+/// descriptor until its first byte (`--header-timeout`), the connections
+/// reading a request are limited by `--max-connections`, those of one
+/// address by `--max-per-client`, and the bytes they hold by
+/// `--max-queued-mb` (see `job`).
+async fn accept_loop(listener: TcpListener, server: Arc<Server>, done: tokio::sync::mpsc::Sender<()>) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        let Ok(permit) = conns.clone().acquire_owned().await else {
-            return;
-        };
         match listener.accept().await {
             Ok((stream, addr)) => {
                 backoff = Duration::from_millis(10);
@@ -76,7 +72,6 @@ async fn accept_loop(
                 tokio::spawn(async move {
                     let (r, w) = stream.into_split();
                     job::handle(server, Peer::Tcp(addr), r, w).await;
-                    drop(permit);
                     drop(done);
                 });
             }

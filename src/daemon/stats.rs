@@ -9,7 +9,6 @@ The renderers are pure; `serve_stats` is the I/O.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,7 +40,8 @@ pub struct Report {
 
 impl Report {
     pub fn gather(server: &Server) -> Report {
-        let s = &server.stats;
+        let live = server.live.snapshot();
+        let t = live.totals;
         let load = std::fs::read_to_string("/proc/loadavg")
             .ok()
             .map(|t| {
@@ -63,15 +63,15 @@ impl Report {
             .unwrap_or(0);
         Report {
             status: server.status(),
-            accepted: s.accepted.load(Relaxed),
-            ok: s.compile_ok.load(Relaxed),
-            error: s.compile_error.load(Relaxed),
-            refused: s.refused.load(Relaxed),
-            bad_request: s.bad_request.load(Relaxed),
-            timeout: s.timeout.load(Relaxed),
-            disconnected: s.disconnected.load(Relaxed),
+            accepted: t.accepted,
+            ok: t.ok,
+            error: t.error,
+            refused: t.refused,
+            bad_request: t.bad_request,
+            timeout: t.timeout,
+            disconnected: t.disconnected,
             jobs: server.jobs,
-            live: server.live.snapshot(),
+            live,
             load,
             free_mb,
             procs_d,
@@ -463,6 +463,7 @@ mod tests {
             disconnected: 0,
             jobs: 4,
             live: Snapshot {
+                totals: Default::default(),
                 running: vec![RunningJob {
                     id: 7,
                     peer: "10.0.0.2:4000".into(),

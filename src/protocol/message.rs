@@ -196,6 +196,12 @@ impl RequestDecoder {
         (self.state != ReqState::Dist).then_some(self.version)
     }
 
+    /// Lowers the most the source may decompress to (the daemon's memory
+    /// budget can be smaller than `--max-input-mb` when it is busy).
+    pub fn cap_plain(&mut self, max: usize) {
+        self.limits.max_plain = self.limits.max_plain.min(max);
+    }
+
     /// The words read so far (for log lines about a request that failed later).
     pub fn argv(&self) -> &[Vec<u8>] {
         &self.argv

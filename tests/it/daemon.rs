@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use distcc::protocol::Version;
+use distcc::protocol::blocking::read_message;
+use distcc::protocol::message::ReplyDecoder;
+use distcc::protocol::{Limits, Version};
 
 use crate::common::*;
 
@@ -558,19 +560,6 @@ fn inetd_mode_serves_one_job_on_stdin() {
     assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
 }
 
-/// A stand-in compiler that only records its pid and sleeps: no real
-/// compiler can be made to run for a chosen time on demand.
-fn slow_compiler(dir: &TestDir) -> (std::path::PathBuf, std::path::PathBuf) {
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let pidfile = dir.shared_dir("pids").join("slowcc.pid");
-    let script = format!("#!/bin/sh\necho $$ > {}\nexec sleep 60\n", pidfile.display());
-    fs::write(bin.join("slowcc"), script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(bin.join("slowcc"), fs::Permissions::from_mode(0o755)).unwrap();
-    (bin, pidfile)
-}
-
 fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
@@ -583,24 +572,11 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-fn wait_pidfile(p: &Path) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(s) = fs::read_to_string(p)
-            && let Ok(pid) = s.trim().parse()
-        {
-            return pid;
-        }
-        assert!(Instant::now() < deadline, "the compiler never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn compiler_is_killed_when_the_client_goes_away() {
     let dir = TestDir::new("disconnect");
     let allowed = compiler_dir(&dir, &["slowcc", "gcc"]);
-    let (bin, pidfile) = slow_compiler(&dir);
+    let bin = slow_compiler(&dir, 60);
     let path = format!("{}:/usr/bin:/bin", bin.display());
     let mut d = Daemon::start_env(
         &dir,
@@ -615,7 +591,7 @@ fn compiler_is_killed_when_the_client_goes_away() {
     let mut s = connect_from(d.addr(), None);
     s.write_all(&request(Version::V1, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
         .unwrap();
-    let pid = wait_pidfile(&pidfile);
+    let pid = d.wait_compiler_pid();
     assert!(alive(pid));
     drop(s);
     let t = Instant::now();
@@ -642,7 +618,7 @@ fn compiler_is_killed_when_the_client_goes_away() {
 fn job_lifetime_kills_a_long_compile() {
     let dir = TestDir::new("lifetime");
     let allowed = compiler_dir(&dir, &["slowcc"]);
-    let (bin, pidfile) = slow_compiler(&dir);
+    let bin = slow_compiler(&dir, 60);
     let path = format!("{}:/usr/bin:/bin", bin.display());
     let d = Daemon::start_env(
         &dir,
@@ -657,12 +633,12 @@ fn job_lifetime_kills_a_long_compile() {
         &[("DISTCCD_PATH", &path)],
     );
     let t = Instant::now();
-    let reply = raw_request(
-        d.addr(),
-        None,
-        &request(Version::V2, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n"),
-    )
-    .unwrap();
+    let mut s = connect_from(d.addr(), None);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = request(Version::V2, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n");
+    s.write_all(&req.encode()).unwrap();
+    let pid = d.wait_compiler_pid();
+    let reply = read_message(&mut s, ReplyDecoder::new(req.version, Limits::default())).unwrap();
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(reply.status, 118 << 8);
     assert!(
@@ -670,7 +646,6 @@ fn job_lifetime_kills_a_long_compile() {
         "{}",
         text(&reply.stderr)
     );
-    let pid = wait_pidfile(&pidfile);
     std::thread::sleep(Duration::from_millis(200));
     assert!(!alive(pid), "compiler killed");
     assert!(d.wait_log("COMPILE_TIMEOUT", 1).contains("COMPILE_TIMEOUT"));

@@ -227,18 +227,13 @@ fn hostile_suite_then_a_good_job() {
         held < Duration::from_secs(5),
         "a trickling client was cut off only after {held:?}"
     );
-    // More silent connections than --max-connections: the rest wait in the
-    // kernel's queue, and a good job gets through once they time out.
+    // More silent connections than --max-connections: a connection that has
+    // sent nothing is not among those sending, so a good job goes first.
     let idle: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(d.addr()).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        fd_count(pid) <= fds_before + 8 + 2,
-        "only --max-connections are open: {}",
-        fd_count(pid)
-    );
     let t = Instant::now();
     good_job(d.addr());
-    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     drop(idle);
 
     // 4. Random token streams and mutations of a valid request.
@@ -281,20 +276,8 @@ fn hostile_suite_then_a_good_job() {
 fn stale_job_dirs_go_when_a_killed_daemon_restarts() {
     let dir = TestDir::new("stale-dirs");
     let allowed = compiler_dir(&dir, &["slowcc"]);
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let pidfile = dir.shared_dir("pids").join("slowcc.pid");
-    // A stand-in compiler that sleeps: the daemon must be killed mid-job.
-    fs::write(
-        bin.join("slowcc"),
-        format!("#!/bin/sh\necho $$ > {}\nexec sleep 30\n", pidfile.display()),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("755")
-        .arg(bin.join("slowcc"))
-        .status()
-        .unwrap();
+    // The daemon must be killed mid-job.
+    let bin = slow_compiler(&dir, 30);
     let path = format!("{}:/usr/bin:/bin", bin.display());
     let args = [
         "--allow",
@@ -306,14 +289,9 @@ fn stale_job_dirs_go_when_a_killed_daemon_restarts() {
     let mut s = connect_from(d.addr(), None);
     s.write_all(&request(Version::V1, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pidfile.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let compiler = d.wait_compiler_pid();
     d.child.kill().unwrap();
     d.child.wait().unwrap();
-    let compiler: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(compiler),
         nix::sys::signal::Signal::SIGKILL,

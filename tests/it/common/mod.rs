@@ -204,6 +204,22 @@ impl Daemon {
             .collect()
     }
 
+    /// The pid a [`slow_compiler`] wrote in its job directory, once it has.
+    pub fn wait_compiler_pid(&self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for job in fs::read_dir(&self.tmp).unwrap().flatten() {
+                if let Ok(s) = fs::read_to_string(job.path().join("slowcc.pid"))
+                    && let Ok(pid) = s.trim().parse()
+                {
+                    return pid;
+                }
+            }
+            assert!(Instant::now() < deadline, "the compiler never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn still_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -214,6 +230,19 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A stand-in compiler `slowcc` in `dir/bin` that writes its pid in its job
+/// directory (the only place the sandbox lets it write) and sleeps: no real
+/// compiler can be made to run for a chosen time on demand.
+pub fn slow_compiler(dir: &TestDir, secs: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = format!("#!/bin/sh\necho $$ > slowcc.pid\nexec sleep {secs}\n");
+    fs::write(bin.join("slowcc"), script).unwrap();
+    fs::set_permissions(bin.join("slowcc"), fs::Permissions::from_mode(0o755)).unwrap();
+    bin
 }
 
 pub fn free_port() -> u16 {
