@@ -261,7 +261,11 @@ pub fn detach() -> Result<Detached> {
                     Ok(_) => continue,
                 }
             };
-            std::process::exit(if code == 0 { i32::from(crate::exitcode::DISTCC_FAILED) } else { code });
+            std::process::exit(if code == 0 {
+                i32::from(crate::exitcode::DISTCC_FAILED)
+            } else {
+                code
+            });
         }
         unistd::ForkResult::Child => {}
     }
