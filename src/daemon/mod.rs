@@ -16,6 +16,7 @@ pub mod journal;
 pub mod live;
 pub mod options;
 pub mod process;
+pub mod start;
 pub mod stats;
 pub mod systemd;
 pub mod workdir;
