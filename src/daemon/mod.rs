@@ -18,6 +18,7 @@ pub mod live;
 pub mod options;
 pub mod process;
 pub mod sandbox;
+pub mod start;
 pub mod stats;
 pub mod systemd;
 pub mod workdir;

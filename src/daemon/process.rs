@@ -1,6 +1,6 @@
 /*!
 Process set-up for distccd before any thread exists: niceness, dropping root,
-detaching, the pid file and logging. Order matters (see `bin/distccd.rs`):
+detaching, the pid file and logging. Order matters (see `daemon::start`):
 privileges must be gone before the runtime starts threads, because
 credentials and capabilities are per thread on Linux.
 */

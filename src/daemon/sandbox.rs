@@ -90,6 +90,7 @@ pub struct Rlimits {
 pub struct Sandbox {
     /// Landlock ABI in force (0: none).
     abi: i32,
+    said: Startup,
     pub limits: Rlimits,
     /// The compiler's own installation when it is outside [`SYSTEM_READ`],
     /// looked up once per compiler.
@@ -155,7 +156,7 @@ pub fn kernel_abi() -> Result<i32, String> {
 
 impl Sandbox {
     /// `mode` None: required where the kernel has Landlock, else best effort.
-    pub fn start(mode: Option<Mode>, limits: Rlimits) -> Result<(Sandbox, Startup), String> {
+    pub fn start(mode: Option<Mode>, limits: Rlimits) -> Result<Sandbox, String> {
         let abi = kernel_abi();
         let (abi, said) = match (mode, abi) {
             (Some(Mode::Off), _) => (0, Startup::Off),
@@ -168,12 +169,17 @@ impl Sandbox {
             }
             (None | Some(Mode::BestEffort), Err(why)) => (0, Startup::Unavailable(why)),
         };
-        let sandbox = Sandbox {
+        Ok(Sandbox {
             abi,
+            said,
             limits,
             installs: Mutex::new(HashMap::new()),
-        };
-        Ok((sandbox, said))
+        })
+    }
+
+    /// What to say about it at start-up.
+    pub fn startup(&self) -> &Startup {
+        &self.said
     }
 
     pub fn landlock(&self) -> bool {
@@ -330,9 +336,9 @@ mod tests {
 
     #[test]
     fn off_is_reported_and_needs_no_kernel_support() {
-        let (s, said) = Sandbox::start(Some(Mode::Off), Rlimits::default()).unwrap();
+        let s = Sandbox::start(Some(Mode::Off), Rlimits::default()).unwrap();
         assert!(!s.landlock());
-        assert!(matches!(said, Startup::Off));
-        assert!(said.to_string().contains("NOT sandboxed"));
+        assert!(matches!(s.startup(), Startup::Off));
+        assert!(s.startup().to_string().contains("NOT sandboxed"));
     }
 }
