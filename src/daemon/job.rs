@@ -676,6 +676,19 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         .sandbox
         .prepare(dir.path(), &p.exe)
         .map_err(|e| Refusal::new(exitcode::DISTCC_FAILED, format!("{e:#}")))?;
+    // Files, not pipes: a compiler told to read its own stdout through
+    // /proc/self/fd/1 reads what it wrote and reaches the end, where a pipe
+    // would block it for good (Landlock does not cover pipes). The
+    // sandbox's file-size limit bounds them like any other output.
+    let capture = |name: &str| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join(name))
+            .map_err(|e| io("cannot create the compiler's output files", e))
+    };
+    let (out_file, err_file) = (capture("distccd-stdout")?, capture("distccd-stderr")?);
     let mut cmd = tokio::process::Command::new(&p.exe);
     cmd.arg0(&p.compiler)
         .args(&p.job.argv[1..])
@@ -683,31 +696,22 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         .env("PATH", &cfg.path)
         .env("TMPDIR", dir.path())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out_file.try_clone().map_err(|e| io("cannot create the compiler's output files", e))?)
+        .stderr(err_file.try_clone().map_err(|e| io("cannot create the compiler's output files", e))?)
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: `apply` only makes system calls (setrlimit, prctl,
-    // landlock_restrict_self, close_range), which are async-signal-safe.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || confined.apply());
-    }
+    confined.confine(cmd.as_std_mut());
     tracing::debug!("client: {peer} running {} as {:?}", p.exe.display(), p.job.argv);
     let spawned = cmd.spawn();
     drop(cmd);
     let mut child = spawned.map_err(|e| {
-        Refusal::new(
-            exitcode::COMPILER_MISSING,
-            format!("failed to exec {}: {e}", p.exe.display()),
-        )
+        Refusal::new(exitcode::COMPILER_MISSING, format!("failed to exec {}: {e}", p.exe.display()))
     })?;
     let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-    let (out, err) = (child.stdout.take(), child.stderr.take());
     let max = cfg.max_output;
     let run = async {
-        let (o, e, st) = tokio::join!(read_capped(out, max), read_capped(err, max), child.wait());
-        (o, e, st)
+        let st = child.wait().await;
+        (read_capped(&out_file, max), read_capped(&err_file, max), st)
     };
     let lifetime = async {
         match cfg.job_lifetime {
@@ -848,24 +852,18 @@ fn job_input_name(client_input: &str) -> String {
     }
 }
 
-/// Reads a child's pipe to the end, keeping at most `max` bytes (the rest is
-/// drained so the compiler never blocks on a full pipe).
-async fn read_capped<P: AsyncRead + Unpin>(pipe: Option<P>, max: usize) -> Vec<u8> {
-    let Some(mut pipe) = pipe else {
-        return Vec::new();
-    };
+/// The start of a compiler's output file, at most `max` bytes, noting
+/// when there was more.
+fn read_capped(f: &fs::File, max: usize) -> Vec<u8> {
+    use std::io::{Read, Seek};
     let mut kept = Vec::new();
-    let mut buf = [0u8; 16 << 10];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = max.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
+    let mut f = f;
+    if f.rewind().is_err() {
+        return kept;
     }
-    if kept.len() >= max {
+    let _ = f.take(max as u64 + 1).read_to_end(&mut kept);
+    if kept.len() > max {
+        kept.truncate(max);
         kept.extend_from_slice(b"\n[distccd-rs: output truncated]\n");
     }
     kept

@@ -67,9 +67,10 @@ const SYSTEM_READ: &[&str] = &[
     "/etc/ld.so.preload",
 ];
 
-/// Devices the compiler may open: drivers write `/dev/null`, and a random
-/// seed may come from urandom.
-const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+/// Devices the compiler may open: drivers write `/dev/null`. No endless
+/// ones (`/dev/zero`, `/dev/urandom`): `.incbin` of them would only stop at
+/// the file-size limit. Random seeds come from getrandom(2).
+const DEVICES: &[&str] = &["/dev/null"];
 
 /// Highest Landlock ABI whose rights we ask for (fs, TCP, scoping).
 const ABI_WANTED: ABI = ABI::V6;
@@ -262,6 +263,18 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Makes `cmd` apply this confinement in its child, before exec.
+    #[allow(unsafe_code)]
+    pub fn confine(self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: `apply` only makes system calls (setrlimit, prctl,
+        // landlock_restrict_self, close_range), which are async-signal-safe:
+        // nothing that could deadlock in a child forked from threads.
+        unsafe {
+            cmd.pre_exec(move || self.apply());
+        }
+    }
+
     /// Runs in the forked child: system calls only, no allocation, no locks.
     #[allow(unsafe_code)]
     pub fn apply(&self) -> std::io::Result<()> {

@@ -8,6 +8,7 @@ mod hostile;
 mod monitor;
 mod odd_inputs;
 mod package;
+mod sandbox;
 mod sysbox;
 mod systemd;
 mod upstream;
