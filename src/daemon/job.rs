@@ -696,8 +696,16 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         .env("PATH", &cfg.path)
         .env("TMPDIR", dir.path())
         .stdin(Stdio::null())
-        .stdout(out_file.try_clone().map_err(|e| io("cannot create the compiler's output files", e))?)
-        .stderr(err_file.try_clone().map_err(|e| io("cannot create the compiler's output files", e))?)
+        .stdout(
+            out_file
+                .try_clone()
+                .map_err(|e| io("cannot create the compiler's output files", e))?,
+        )
+        .stderr(
+            err_file
+                .try_clone()
+                .map_err(|e| io("cannot create the compiler's output files", e))?,
+        )
         .process_group(0)
         .kill_on_drop(true);
     confined.confine(cmd.as_std_mut());
@@ -705,7 +713,10 @@ async fn compile<'s, R: AsyncRead + Unpin>(
     let spawned = cmd.spawn();
     drop(cmd);
     let mut child = spawned.map_err(|e| {
-        Refusal::new(exitcode::COMPILER_MISSING, format!("failed to exec {}: {e}", p.exe.display()))
+        Refusal::new(
+            exitcode::COMPILER_MISSING,
+            format!("failed to exec {}: {e}", p.exe.display()),
+        )
     })?;
     let pgid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     let max = cfg.max_output;

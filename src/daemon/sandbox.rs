@@ -236,20 +236,32 @@ impl Sandbox {
         Ok(Option::<OwnedFd>::from(r).expect("a ruleset on a kernel with Landlock has a descriptor"))
     }
 
-    /// The compiler's installation prefix (`/opt/gcc-14` for
-    /// `/opt/gcc-14/bin/gcc`) when the system directories do not cover it.
+    /// The compiler's own installation when the system directories do not
+    /// cover it: for `/opt/gcc-14/bin/gcc`, `/opt/gcc-14/{bin,lib,lib64,
+    /// libexec,include,…}`, but not the rest of `/opt/gcc-14` (a compiler in
+    /// someone's `~/bin` must not open their home).
     fn install_dirs(&self, exe: &Path) -> Vec<PathBuf> {
+        const PARTS: &[&str] = &["bin", "include", "lib", "lib32", "lib64", "libexec", "libx32"];
         let mut cache = self.installs.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(exe.to_path_buf())
             .or_insert_with(|| {
                 let real = std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf());
                 let covered = |p: &Path| SYSTEM_READ.iter().any(|s| p.starts_with(s));
-                let prefix = real.parent().map(|bin| bin.parent().unwrap_or(bin).to_path_buf());
-                prefix
-                    .into_iter()
-                    .filter(|p| !covered(p) && p != Path::new("/"))
-                    .collect()
+                let Some(bin) = real.parent().filter(|b| !covered(b)) else {
+                    return Vec::new();
+                };
+                let mut dirs = vec![bin.to_path_buf()];
+                if let Some(prefix) = bin.parent().filter(|p| *p != Path::new("/")) {
+                    dirs.extend(
+                        PARTS
+                            .iter()
+                            .map(|d| prefix.join(d))
+                            .filter(|d| d.is_dir() && !covered(d)),
+                    );
+                }
+                dirs.dedup();
+                dirs
             })
             .clone()
     }

@@ -9,6 +9,7 @@ mod monitor;
 mod odd_inputs;
 mod package;
 mod sandbox;
+mod serve;
 mod sysbox;
 mod systemd;
 mod upstream;

@@ -161,7 +161,8 @@ fn confined_compiles_give_the_same_objects_as_unconfined_ones() {
     let dir = TestDir::new("sandbox-same");
     let jobs = dir.shared_dir("jobs");
     let sandbox = Sandbox::start(Some(Mode::Required), Rlimits::default()).unwrap();
-    let src = "#include <stdio.h>\n#include <math.h>\nint main(void) { printf(\"%f\\n\", sqrt(2.0)); return 0; }\n";
+    let src =
+        "#include <stdio.h>\n#include <math.h>\nint main(void) { printf(\"%f\\n\", sqrt(2.0)); return 0; }\n";
     for compiler in ["gcc", "clang", "g++", "clang++"] {
         if !have(compiler) {
             eprintln!("skipped {compiler}: not installed");
@@ -192,10 +193,17 @@ fn confined_compiles_give_the_same_objects_as_unconfined_ones() {
                 sandbox.prepare(&job, &exe).unwrap().confine(&mut cmd);
             }
             let o = cmd.output().unwrap();
-            assert!(o.status.success(), "{compiler} confined={confined}: {}", text(&o.stderr));
+            assert!(
+                o.status.success(),
+                "{compiler} confined={confined}: {}",
+                text(&o.stderr)
+            );
             objects.push(fs::read(job.join("p.o")).unwrap());
         }
-        assert!(objects[0] == objects[1], "{compiler}: the sandbox changed the object");
+        assert!(
+            objects[0] == objects[1],
+            "{compiler}: the sandbox changed the object"
+        );
     }
 }
 
@@ -220,7 +228,11 @@ fn the_daemon_returns_no_canary_whatever_the_code_asks() {
             argv.extend_from_slice(&["-c", &input, "-o", "x.o"]);
             let reply = raw_request(d.addr(), None, &request(Version::V2, &argv, src.as_bytes()))
                 .unwrap_or_else(|e| panic!("'{}': no reply: {e:?}", a.name));
-            for (what, bytes) in [("stderr", &reply.stderr), ("stdout", &reply.stdout), ("object", &reply.object)] {
+            for (what, bytes) in [
+                ("stderr", &reply.stderr),
+                ("stdout", &reply.stdout),
+                ("object", &reply.object),
+            ] {
                 assert!(
                     !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
                     "'{}' on {}: the canary is in the reply's {what}:\n{}",
@@ -253,7 +265,10 @@ fn an_assembler_reading_its_own_stdout_finishes_at_once_and_holds_no_slot() {
     )
     .expect("a reply");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    assert!(reply.status == 0 || !reply.stderr.is_empty(), "answered: {reply:?}");
+    assert!(
+        reply.status == 0 || !reply.stderr.is_empty(),
+        "answered: {reply:?}"
+    );
     // The one slot is free again: a good job is served.
     let good = raw_request(
         d.addr(),
