@@ -48,6 +48,28 @@ impl LogLevel {
     }
 }
 
+/// `--sandbox MODE`: how every compiler is confined (Landlock and rlimits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Refuse to start where Landlock is not available.
+    Required,
+    /// Warn and go on without what the kernel lacks.
+    BestEffort,
+    /// No confinement.
+    Off,
+}
+
+impl SandboxMode {
+    pub fn parse(s: &str) -> Option<SandboxMode> {
+        Some(match s {
+            "required" => SandboxMode::Required,
+            "best-effort" => SandboxMode::BestEffort,
+            "off" => SandboxMode::Off,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     pub allow: Vec<IpNet>,
@@ -80,10 +102,34 @@ pub struct Options {
     /// Time a client has to send its whole request (a trickling client
     /// holds a connection, never a compile slot, and not for longer).
     pub request_timeout: Duration,
-    /// Connections read at once; more wait in the kernel's queue.
+    /// `--header-timeout`: time from connecting to the end of the request's
+    /// header and argv.
+    pub header_timeout: Duration,
+    /// `--min-rate`, in KiB/s: the slowest average rate at which the rest of
+    /// a request may arrive; 0: no minimum.
+    pub min_rate_kib: u64,
+    /// `--write-timeout`: time each write of the reply may take before the
+    /// client is dropped.
+    pub write_timeout: Duration,
+    /// Connections sending a request at once; idle ones beyond it are
+    /// closed, oldest first.
     pub max_connections: usize,
+    /// `--max-per-client`: connections open at once from one client address.
+    pub max_per_client: usize,
     /// Largest preprocessed source accepted, in MiB (after decompression).
     pub max_input_mb: usize,
+    /// `--max-queued-mb`: request and reply bytes held in memory for all
+    /// connections together, in MiB; beyond it requests are refused as busy.
+    pub max_queued_mb: usize,
+    /// `--max-output-mb`: largest file a compiler may write (RLIMIT_FSIZE)
+    /// and largest object returned, in MiB.
+    pub max_output_mb: usize,
+    /// `--max-compiler-mb`: address-space limit (RLIMIT_AS) of each compiler
+    /// process, in MiB; 0: no limit.
+    pub max_compiler_mb: usize,
+    /// `--sandbox`; `None`: required where the kernel supports Landlock,
+    /// else best-effort with a warning at start-up.
+    pub sandbox: Option<SandboxMode>,
     /// `--sysroot`/`-isysroot` values a client may name.
     pub sysroots: Vec<String>,
 }
@@ -104,7 +150,7 @@ impl Options {
             log_level: LogLevel::Notice,
             log_stderr: false,
             lifetime: None,
-            job_lifetime: None,
+            job_lifetime: Some(Duration::from_secs(1800)),
             tcp_insecure: false,
             stats: false,
             stats_port: 3633,
@@ -112,8 +158,16 @@ impl Options {
             chroot: None,
             conf: None,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            min_rate_kib: 16,
+            write_timeout: Duration::from_secs(30),
             max_connections: 256,
+            max_per_client: 64,
             max_input_mb: 256,
+            max_queued_mb: 1024,
+            max_output_mb: 512,
+            max_compiler_mb: 4096,
+            sandbox: None,
             sysroots: Vec::new(),
         }
     }
@@ -154,6 +208,7 @@ pub enum Invalid {
     },
     NotAnAddress,
     UnknownLevel,
+    UnknownSandbox,
     /// An `--allow` rule, with [`access::parse_rule`]'s reason (which quotes
     /// the value).
     Rule(String),
@@ -165,6 +220,7 @@ impl fmt::Display for Invalid {
             Invalid::Range { lo, hi } => write!(f, "expected a number from {lo} to {hi}"),
             Invalid::NotAnAddress => f.write_str("not an IP address"),
             Invalid::UnknownLevel => f.write_str("unknown level"),
+            Invalid::UnknownSandbox => f.write_str("expected required, best-effort or off"),
             Invalid::Rule(e) => f.write_str(e),
         }
     }
@@ -197,6 +253,7 @@ pub enum Section {
     Access,
     Configuration,
     Limits,
+    Sandbox,
     Serving,
     Statistics,
     Logging,
@@ -208,10 +265,11 @@ pub enum Section {
 
 impl Section {
     /// `--help`'s sections, in order.
-    pub const LISTED: [Section; 7] = [
+    pub const LISTED: [Section; 8] = [
         Section::Access,
         Section::Configuration,
         Section::Limits,
+        Section::Sandbox,
         Section::Serving,
         Section::Statistics,
         Section::Logging,
@@ -224,6 +282,7 @@ impl Section {
             Section::Access => "Access",
             Section::Configuration => "Configuration",
             Section::Limits => "Limits",
+            Section::Sandbox => "Sandbox",
             Section::Serving => "Serving",
             Section::Statistics => "Statistics",
             Section::Logging => "Logging",
@@ -410,6 +469,17 @@ pub static OPTIONS: &[Opt] = &[
             Ok(())
         },
     ),
+    opt(
+        "header-timeout",
+        None,
+        Some("S"),
+        Limits,
+        "time from connecting to the end of the request's header and argv (default 10)",
+        |b, v| {
+            b.o.header_timeout = seconds(v, 1, 3600)?;
+            Ok(())
+        },
+    ),
     opt("help", None, None, Other, "show the options and exit", |b, _| {
         b.done = Some(Parsed::Help);
         Ok(())
@@ -430,7 +500,7 @@ pub static OPTIONS: &[Opt] = &[
         None,
         Some("S"),
         Serving,
-        "kill a compile running longer than S seconds",
+        "kill a compile running longer than S seconds (default 1800; 0: never)",
         |b, v| {
             b.o.job_lifetime = seconds_or_never(v)?;
             Ok(())
@@ -508,11 +578,23 @@ pub static OPTIONS: &[Opt] = &[
         },
     ),
     opt(
+        "max-compiler-mb",
+        None,
+        Some("N"),
+        Sandbox,
+        "address-space limit (RLIMIT_AS) of each compiler process, in MiB (default 4096; 0: no limit)",
+        |b, v| {
+            b.o.max_compiler_mb = number(v, 0, 1048576)?;
+            Ok(())
+        },
+    ),
+    opt(
         "max-connections",
         None,
         Some("N"),
         Limits,
-        "connections read at once (default 256); more wait",
+        "connections sending a request at once (idle ones beyond it are closed, oldest first); \
+         default 256",
         |b, v| {
             b.o.max_connections = number(v, 1, 65536)?;
             Ok(())
@@ -526,6 +608,53 @@ pub static OPTIONS: &[Opt] = &[
         "largest preprocessed source, in MiB (default 256)",
         |b, v| {
             b.o.max_input_mb = number(v, 1, 4096)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "max-output-mb",
+        None,
+        Some("N"),
+        Sandbox,
+        "largest file a compiler may write (RLIMIT_FSIZE) and largest object returned, in MiB \
+         (default 512)",
+        |b, v| {
+            b.o.max_output_mb = number(v, 1, 65536)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "max-per-client",
+        None,
+        Some("N"),
+        Limits,
+        "connections open at once from one client address (default 64)",
+        |b, v| {
+            b.o.max_per_client = number(v, 1, 65536)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "max-queued-mb",
+        None,
+        Some("N"),
+        Limits,
+        "request and reply bytes held in memory for all connections, in MiB (default 1024); \
+         beyond it requests are refused as busy",
+        |b, v| {
+            b.o.max_queued_mb = number(v, 1, 1048576)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "min-rate",
+        None,
+        Some("KIB"),
+        Limits,
+        "slowest average rate, in KiB/s, at which the rest of a request may arrive \
+         (default 16; 0: no minimum)",
+        |b, v| {
+            b.o.min_rate_kib = number(v, 0, 1048576)?;
             Ok(())
         },
     ),
@@ -601,6 +730,18 @@ pub static OPTIONS: &[Opt] = &[
         },
     ),
     opt(
+        "sandbox",
+        None,
+        Some("MODE"),
+        Sandbox,
+        "confine every compiler with Landlock and rlimits: required (refuse to start without \
+         Landlock), best-effort (warn and go on), off. Default: required where the kernel has Landlock",
+        |b, v| {
+            b.o.sandbox = Some(SandboxMode::parse(v).ok_or(Invalid::UnknownSandbox)?);
+            Ok(())
+        },
+    ),
+    opt(
         "stats",
         None,
         None,
@@ -667,6 +808,17 @@ pub static OPTIONS: &[Opt] = &[
             b.o.no_detach = true;
             b.o.log_stderr = true;
             b.o.log_level = LogLevel::Debug;
+            Ok(())
+        },
+    ),
+    opt(
+        "write-timeout",
+        None,
+        Some("S"),
+        Limits,
+        "time each write of the reply may take before the client is dropped (default 30)",
+        |b, v| {
+            b.o.write_timeout = seconds(v, 1, 3600)?;
             Ok(())
         },
     ),
@@ -877,6 +1029,86 @@ mod tests {
         assert_eq!((o.stats, o.stats_port, o.log_stderr), (true, 9, true));
         assert_eq!(o.request_timeout, Duration::from_secs(5));
         assert_eq!((o.max_connections, o.max_input_mb, o.lifetime), (3, 7, None));
+    }
+
+    #[test]
+    fn new_options() {
+        let d = p("").unwrap();
+        assert_eq!(d.sandbox, None);
+        assert_eq!(
+            (
+                d.max_output_mb,
+                d.max_compiler_mb,
+                d.max_queued_mb,
+                d.max_per_client
+            ),
+            (512, 4096, 1024, 64)
+        );
+        assert_eq!(
+            (d.header_timeout, d.write_timeout, d.min_rate_kib),
+            (Duration::from_secs(10), Duration::from_secs(30), 16)
+        );
+        assert_eq!(d.job_lifetime, Some(Duration::from_secs(1800)));
+        assert_eq!(d.max_connections, 256);
+        assert_eq!(p("--job-lifetime 0").unwrap().job_lifetime, None);
+
+        for (v, mode) in [
+            ("required", SandboxMode::Required),
+            ("best-effort", SandboxMode::BestEffort),
+            ("off", SandboxMode::Off),
+        ] {
+            assert_eq!(p(&format!("--sandbox={v}")).unwrap().sandbox, Some(mode));
+        }
+        let o = p(
+            "--max-output-mb 1 --max-compiler-mb 0 --max-queued-mb 1048576 --header-timeout 3600 \
+                   --min-rate 0 --max-per-client 2 --write-timeout=1",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                o.max_output_mb,
+                o.max_compiler_mb,
+                o.max_queued_mb,
+                o.max_per_client
+            ),
+            (1, 0, 1048576, 2)
+        );
+        assert_eq!(
+            (o.header_timeout, o.write_timeout, o.min_rate_kib),
+            (Duration::from_secs(3600), Duration::from_secs(1), 0)
+        );
+
+        let cases = [
+            (
+                "--sandbox on",
+                "--sandbox on: expected required, best-effort or off",
+            ),
+            ("--sandbox", "--sandbox: missing argument"),
+            (
+                "--max-output-mb 0",
+                "--max-output-mb 0: expected a number from 1 to 65536",
+            ),
+            ("--max-output-mb 65537", "from 1 to 65536"),
+            ("--max-compiler-mb 1048577", "from 0 to 1048576"),
+            ("--max-compiler-mb -1", "from 0 to 1048576"),
+            ("--max-queued-mb 0", "from 1 to 1048576"),
+            (
+                "--header-timeout 0",
+                "--header-timeout 0: expected a number from 1 to 3600",
+            ),
+            ("--header-timeout 3601", "from 1 to 3600"),
+            ("--min-rate x", "--min-rate x: expected a number"),
+            ("--max-per-client 0", "from 1 to 65536"),
+            ("--max-per-client 65537", "from 1 to 65536"),
+            (
+                "--write-timeout 0",
+                "--write-timeout 0: expected a number from 1 to 3600",
+            ),
+        ];
+        for (args, want) in cases {
+            let err = p(args).unwrap_err();
+            assert!(err.contains(want), "{args}: {err}");
+        }
     }
 
     #[test]
