@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     let opts = match options::parse(&args, ncpus) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
-            print!("{}", options::USAGE);
+            print!("{}", options::usage());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
