@@ -439,25 +439,16 @@ async fn admit<'s, R: AsyncRead + Unpin>(
             ),
         )
     };
-    // Until its first byte a connection is idle: it holds no place among
-    // those sending (--max-connections), so idle ones cannot lock out a client.
+    // Until its header is in, a connection holds almost nothing (a few
+    // words, for at most the header timeout), so it takes no place among
+    // those sending a source (--max-connections): idle and trickling
+    // connections cannot lock out a client.
     match timeout_at(header_by, reader.fill_buf()).await {
         Err(_) => return Err(Stop::Probe),
         Ok(Ok([])) => return Err(Stop::Probe),
         Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
         Ok(Ok(_)) => {}
     }
-    let Ok(_sending) = timeout_at(header_by, server.sending.acquire()).await else {
-        return Err(Stop::Refused(Refusal::new(
-            exitcode::BUSY,
-            format!(
-                "{} clients are sending requests already (--max-connections)",
-                cfg.max_connections
-            ),
-        )));
-    };
-    let _sending = _sending.map_err(|_| Stop::Disconnected("server shutting down".into()))?;
-
     let mut dec = RequestDecoder::new(cfg.limits.clone());
     let mut held = server.budget.none();
     let all_by = connected + cfg.request_timeout;
@@ -494,6 +485,17 @@ async fn admit<'s, R: AsyncRead + Unpin>(
             }
             Need::Body { len, what: "DOTI" } => {
                 let len = len as usize;
+                let Ok(permit) = timeout_at(all_by, server.sending.acquire()).await else {
+                    return Err(Refusal::new(
+                        exitcode::BUSY,
+                        format!(
+                            "server busy: {} clients are sending sources already (--max-connections)",
+                            cfg.max_connections
+                        ),
+                    )
+                    .into());
+                };
+                let _sending = permit.map_err(|_| Stop::Disconnected("server shutting down".into()))?;
                 // The rate rule: after the header, the source may take as
                 // long as it needs at --min-rate, and never past the
                 // request timeout.

@@ -593,8 +593,8 @@ pub static OPTIONS: &[Opt] = &[
         None,
         Some("N"),
         Limits,
-        "connections sending a request at once (idle ones beyond it are closed, oldest first); \
-         default 256",
+        "connections reading a source at once; those still on their header do not count \
+         (default 256)",
         |b, v| {
             b.o.max_connections = number(v, 1, 65536)?;
             Ok(())

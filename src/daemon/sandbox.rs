@@ -31,16 +31,7 @@ use landlock::{
     RulesetCreatedAttr, Scope,
 };
 
-/// `--sandbox`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Refuse to start without Landlock.
-    Required,
-    /// Confine with what the kernel has; say what is missing at start-up.
-    BestEffort,
-    /// No Landlock (rlimits and closed descriptors still apply).
-    Off,
-}
+pub use super::options::SandboxMode as Mode;
 
 /// Directories whose files the compiler may read and execute. Missing ones
 /// are skipped. Not `/usr/share` (but its locales), `/etc` (but the loader's

@@ -143,12 +143,25 @@ pub fn config(opts: &Options, inetd: bool, env: &Env) -> Result<Config, Fatal> {
         },
         None => Duration::from_secs(300),
     };
+    if opts.max_queued_mb < opts.max_input_mb {
+        return Err(Fatal::new(
+            exitcode::BAD_ARGUMENTS,
+            anyhow!(
+                "--max-queued-mb {} is less than --max-input-mb {}: the largest source allowed could never be \
+                 queued",
+                opts.max_queued_mb,
+                opts.max_input_mb
+            ),
+        ));
+    }
+    let max_object = (opts.max_output_mb as u64) << 20;
     let limits = super::sandbox::Rlimits {
-        file_size: Some(512 << 20),
-        address_space: Some(4096 << 20),
+        file_size: Some(max_object),
+        address_space: (opts.max_compiler_mb > 0).then(|| (opts.max_compiler_mb as u64) << 20),
+        // CPU time cannot pass wall-clock time: the lifetime bounds both.
         cpu: opts.job_lifetime.map(|d| d.as_secs().max(1)),
     };
-    let sandbox = super::sandbox::Sandbox::start(None, limits)
+    let sandbox = super::sandbox::Sandbox::start(opts.sandbox, limits)
         .map_err(|e| Fatal::new(exitcode::BAD_ARGUMENTS, anyhow!(e)))?;
     let path = env
         .distccd_path
@@ -165,10 +178,10 @@ pub fn config(opts: &Options, inetd: bool, env: &Env) -> Result<Config, Fatal> {
             ..Limits::default()
         },
         request_timeout: opts.request_timeout,
-        header_timeout: Duration::from_secs(10),
-        min_rate: 16 << 10,
+        header_timeout: opts.header_timeout,
+        min_rate: opts.min_rate_kib << 10,
         io_timeout,
-        write_timeout: Duration::from_secs(30),
+        write_timeout: opts.write_timeout,
         job_lifetime: opts.job_lifetime,
         tmpdir: env
             .tmpdir
@@ -176,10 +189,10 @@ pub fn config(opts: &Options, inetd: bool, env: &Env) -> Result<Config, Fatal> {
             .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
         path,
         max_output: 16 << 20,
-        max_object: 512 << 20,
+        max_object,
         max_connections: opts.max_connections,
-        max_per_client: 64,
-        max_queued: 1024 << 20,
+        max_per_client: opts.max_per_client,
+        max_queued: opts.max_queued_mb << 20,
         sysroots: opts.sysroots.clone(),
         sandbox,
     })
