@@ -669,8 +669,41 @@ mod tests {
         assert_eq!(c.max_connections, 11);
         assert_eq!(c.sysroots, ["/sr"]);
         assert_eq!(c.max_output, 16 << 20);
+        o.max_output_mb = 5;
+        o.max_compiler_mb = 0;
+        o.max_queued_mb = 9;
+        o.max_per_client = 4;
+        o.min_rate_kib = 2;
+        o.header_timeout = Duration::from_secs(3);
+        o.write_timeout = Duration::from_secs(4);
+        let c = config(&o, false, &Env::default()).unwrap();
+        assert_eq!(
+            (c.max_object, c.max_queued, c.max_per_client),
+            (5 << 20, 9 << 20, 4)
+        );
+        assert_eq!(
+            (c.min_rate, c.header_timeout, c.write_timeout),
+            (2048, Duration::from_secs(3), Duration::from_secs(4))
+        );
+        assert_eq!(c.sandbox.limits.file_size, Some(5 << 20));
+        assert_eq!(
+            c.sandbox.limits.address_space, None,
+            "--max-compiler-mb 0: no limit"
+        );
+        assert_eq!(
+            c.sandbox.limits.cpu,
+            Some(9),
+            "CPU time bounded by the job lifetime"
+        );
+        // A source the queue could never hold is a configuration error.
+        o.max_queued_mb = 2;
+        assert_eq!(
+            config(&o, false, &Env::default()).unwrap_err().code,
+            exitcode::BAD_ARGUMENTS
+        );
         // More than 4 GiB does not fit a request body's length.
         o.max_input_mb = 8192;
+        o.max_queued_mb = 8192;
         let c = config(&o, false, &Env::default()).unwrap();
         assert_eq!((c.limits.max_plain, c.limits.max_body), (8192 << 20, u32::MAX));
     }
