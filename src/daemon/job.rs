@@ -761,12 +761,11 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         }
     };
     if status != 0 {
-        if let Some(name) = oversized(dir.path(), cfg.max_object) {
+        if let Some(what) = hit_file_limit(status, &stderr, dir.path(), cfg.max_object) {
             return Err(Refusal::new(
                 exitcode::IO_ERROR,
                 format!(
-                    "the compile wrote {name} up to the server's limit of {} MiB a file (--max-output-mb); \
-                     compile it locally",
+                    "the compile {what}: the server's limit is {} MiB a file (--max-output-mb); compile it locally",
                     cfg.max_object >> 20
                 ),
             )
@@ -836,13 +835,29 @@ async fn compile<'s, R: AsyncRead + Unpin>(
     Ok((reply, compiled, held))
 }
 
-/// A file in `dir` the compiler was stopped from writing past `limit`.
-fn oversized(dir: &Path, limit: u64) -> Option<String> {
-    fs::read_dir(dir)
+/// How a failed compile shows it was stopped at RLIMIT_FSIZE: a file of
+/// the job at the limit, the compiler itself killed by SIGXFSZ (clang's
+/// integrated assembler), or the driver saying a helper was (gcc, which
+/// also removes the output). None of these happens to a compile that only
+/// has errors in its code.
+fn hit_file_limit(status: u32, stderr: &[u8], dir: &Path, limit: u64) -> Option<String> {
+    let by_signal = std::process::ExitStatus::from_raw(status as i32).signal() == Some(nix::libc::SIGXFSZ);
+    if by_signal {
+        return Some("was stopped writing a file too large".into());
+    }
+    let big = fs::read_dir(dir)
         .ok()?
         .flatten()
-        .find(|e| e.metadata().is_ok_and(|m| m.len() >= limit))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|e| e.metadata().is_ok_and(|m| m.len() >= limit));
+    if let Some(e) = big {
+        return Some(format!(
+            "wrote {} up to the limit",
+            e.file_name().to_string_lossy()
+        ));
+    }
+    // strsignal(SIGXFSZ), as the driver reports a helper it lost.
+    let said = stderr.windows(24).any(|w| w == b"File size limit exceeded");
+    said.then(|| "had a helper (the assembler, say) stopped writing a file too large".into())
 }
 
 /// The job's own name for the input: the client's base name when it is a

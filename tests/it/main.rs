@@ -1,5 +1,6 @@
 //! The one integration-test binary: real binaries, real compilers, real distcc 3.4.
 
+mod bounded;
 mod client;
 mod common;
 mod daemon;
