@@ -146,21 +146,24 @@ pub fn kernel_abi() -> Result<i32, String> {
     })
 }
 
+/// `--sandbox` against what the kernel has: the ABI to use (0: none) and
+/// what to say, or why not to start. Pure.
+fn decide(mode: Option<Mode>, kernel: Result<i32, String>) -> Result<(i32, Startup), String> {
+    match (mode, kernel) {
+        (Some(Mode::Off), _) => Ok((0, Startup::Off)),
+        (_, Ok(v)) => Ok((v, Startup::Enforced { abi: v })),
+        (Some(Mode::Required), Err(why)) => Err(format!(
+            "--sandbox=required, but {why}. Without Landlock a client can make the compiler read any file \
+             this user can read; run on a kernel with Landlock, or pass --sandbox=best-effort to serve anyway"
+        )),
+        (None | Some(Mode::BestEffort), Err(why)) => Ok((0, Startup::Unavailable(why))),
+    }
+}
+
 impl Sandbox {
     /// `mode` None: required where the kernel has Landlock, else best effort.
     pub fn start(mode: Option<Mode>, limits: Rlimits) -> Result<Sandbox, String> {
-        let abi = kernel_abi();
-        let (abi, said) = match (mode, abi) {
-            (Some(Mode::Off), _) => (0, Startup::Off),
-            (_, Ok(v)) => (v, Startup::Enforced { abi: v }),
-            (Some(Mode::Required), Err(why)) => {
-                return Err(format!(
-                    "--sandbox=required, but {why}. Without Landlock a client can make the compiler read any file \
-                     this user can read; run on a kernel with Landlock, or pass --sandbox=best-effort to serve anyway"
-                ));
-            }
-            (None | Some(Mode::BestEffort), Err(why)) => (0, Startup::Unavailable(why)),
-        };
+        let (abi, said) = decide(mode, kernel_abi())?;
         Ok(Sandbox {
             abi,
             said,
@@ -347,6 +350,46 @@ mod tests {
             "/run",
         ] {
             assert!(!SYSTEM_READ.contains(&private), "{private} must not be readable");
+        }
+    }
+
+    #[test]
+    fn the_mode_against_the_kernel() {
+        let none = || Err("the kernel has no Landlock (older than 5.13)".to_owned());
+        // (mode, kernel ABI, Landlock used, starts, what is said)
+        let cases: [(Option<Mode>, Result<i32, String>, i32, bool, &str); 7] = [
+            (None, Ok(7), 7, true, "sandboxed (Landlock ABI 7"),
+            (
+                None,
+                none(),
+                0,
+                true,
+                "NOT sandboxed by Landlock (the kernel has no Landlock",
+            ),
+            (Some(Mode::Required), Ok(4), 4, true, "ABI 4"),
+            (
+                Some(Mode::Required),
+                none(),
+                0,
+                false,
+                "--sandbox=best-effort to serve anyway",
+            ),
+            (Some(Mode::BestEffort), Ok(7), 7, true, "ABI 7"),
+            (Some(Mode::BestEffort), none(), 0, true, "only rlimits apply"),
+            (Some(Mode::Off), Ok(7), 0, true, "--sandbox=off"),
+        ];
+        for (mode, kernel, abi, starts, said) in cases {
+            match decide(mode, kernel) {
+                Ok((a, s)) => {
+                    assert!(starts, "{mode:?} should refuse to start");
+                    assert_eq!(a, abi, "{mode:?}");
+                    assert!(s.to_string().contains(said), "{mode:?}: {s}");
+                }
+                Err(e) => {
+                    assert!(!starts, "{mode:?} should start: {e}");
+                    assert!(e.contains(said), "{e}");
+                }
+            }
         }
     }
 
