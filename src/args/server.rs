@@ -234,8 +234,18 @@ pub fn rewrite(
 
 /// Refuses preprocessed text that would still make the compiler open files.
 /// gcc ignores directives in `.i` files, but clang obeys `#include` even in
-/// `-x cpp-output`, so a client could otherwise read any server file back
-/// through diagnostics.
+/// `-x cpp-output`, and the assembler obeys `.incbin` and `.include` in
+/// inline asm, so a client could otherwise read server files back through
+/// the object or diagnostics. The daemon's sandbox is the first defence;
+/// this scan is the second, and errs towards refusing (the client then
+/// compiles locally, which is also right: such files are the client's):
+/// - every physical line start is a possible directive, even inside a
+///   comment, string or raw string (which the scan does not try to parse);
+/// - a backslash (or the trigraph `??/`) then blanks then a newline is a
+///   line splice, as gcc and clang take it;
+/// - `incbin` and `.include` anywhere, in any case, and `__has_include`
+///   and `__has_embed` anywhere, are refused. (Escapes in an asm string can
+///   still spell them: the sandbox covers that.)
 pub fn check_preprocessed(src: &[u8]) -> Result<(), Refusal> {
     const OPENS_FILES: &[&[u8]] = &[
         b"include",
@@ -244,11 +254,40 @@ pub fn check_preprocessed(src: &[u8]) -> Result<(), Refusal> {
         b"embed",
         b"__include_macros",
     ];
+    // Pragmas that read or probe a file.
+    const PRAGMAS: &[&[u8]] = &[
+        b"dependency",
+        b"include_alias",
+        b"include_instead",
+        b"pch_preprocess",
+    ];
+    const ANYWHERE: &[(&[u8], &str)] = &[
+        (b"incbin", "the assembler directive .incbin (it reads a file)"),
+        (b".include", "the assembler directive .include (it reads a file)"),
+        (b"__has_include", "__has_include (it looks for a file)"),
+        (b"__has_embed", "__has_embed (it looks for a file)"),
+    ];
+    let joined = unspliced(src);
+    for (word, what) in ANYWHERE {
+        if let Some(pos) = find_ignore_case(&joined, word) {
+            let line = 1 + src[..original_index(src, pos)]
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count();
+            return refuse(format!(
+                "preprocessed input line {line} has {what}: files are opened on the client only"
+            ));
+        }
+    }
     let n = src.len();
     let mut i = 0;
     let mut line = 1usize;
     while i < n {
-        let start = skip_blank(src, i, &mut line);
+        // Comments may hide the hash (`/* */ #include`), so they are skipped
+        // here; but a comment may really be the inside of a string, so the
+        // next line looked at is the next physical one, not the comment's end.
+        let mut l = line;
+        let start = skip_blank(src, i, &mut l);
         let after_hash = if src[start..].starts_with(b"#") {
             Some(start + 1)
         } else if src[start..].starts_with(b"%:") {
@@ -259,60 +298,117 @@ pub fn check_preprocessed(src: &[u8]) -> Result<(), Refusal> {
             None
         };
         if let Some(k) = after_hash {
-            let k = skip_blank(src, k, &mut line);
-            let mut ident = Vec::new();
-            let mut j = k;
-            while j < n {
-                if let Some(len) = splice_at(src, j) {
-                    j += len;
-                    continue;
-                }
-                let c = src[j];
-                if !(c.is_ascii_alphanumeric() || c == b'_') {
-                    break;
-                }
-                ident.push(c);
-                j += 1;
-            }
+            let (ident, end) = word_at(src, skip_blank(src, k, &mut l));
             if OPENS_FILES.contains(&ident.as_slice()) {
                 return refuse(format!(
                     "preprocessed input line {line} contains #{}: files are opened on the client only",
                     String::from_utf8_lossy(&ident)
                 ));
             }
-        }
-        // On to the next physical line that is not a continuation.
-        let mut j = start;
-        while j < n {
-            if let Some(len) = splice_at(src, j) {
-                j += len;
-                line += 1;
-                continue;
+            if ident == b"pragma" {
+                let mut j = end;
+                while j < n && src[j] != b'\n' {
+                    let (w, e) = word_at(src, j);
+                    if PRAGMAS.contains(&w.as_slice()) {
+                        return refuse(format!(
+                            "preprocessed input line {line} has #pragma {}: it opens a file, and files are on \
+                             the client only",
+                            String::from_utf8_lossy(&w)
+                        ));
+                    }
+                    j = if e > j { e } else { j + 1 };
+                }
             }
+        }
+        let mut j = i;
+        while j < n && src[j] != b'\n' {
             j += 1;
-            if src[j - 1] == b'\n' {
-                line += 1;
-                break;
-            }
         }
-        i = j;
+        line += 1;
+        i = j + 1;
     }
     Ok(())
 }
 
-/// Length of a backslash-newline at `i`, if there is one.
-fn splice_at(src: &[u8], i: usize) -> Option<usize> {
-    if src[i] != b'\\' {
-        return None;
+/// The text with line splices removed (translation phase 2); borrowed when
+/// there are none, as in almost every preprocessed file.
+fn unspliced(src: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !(0..src.len()).any(|i| splice_at(src, i).is_some()) {
+        return std::borrow::Cow::Borrowed(src);
     }
-    match src.get(i + 1..) {
-        Some([b'\n', ..]) => Some(2),
-        Some([b'\r', b'\n', ..]) => Some(3),
+    let mut bytes = Vec::with_capacity(src.len());
+    let mut i = 0;
+    while i < src.len() {
+        match splice_at(src, i) {
+            Some(len) => i += len,
+            None => {
+                bytes.push(src[i]);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(bytes)
+}
+
+/// Where byte `pos` of the unspliced text is in `src`.
+fn original_index(src: &[u8], pos: usize) -> usize {
+    let (mut i, mut kept) = (0, 0);
+    while i < src.len() {
+        match splice_at(src, i) {
+            Some(len) => i += len,
+            None if kept == pos => return i,
+            None => {
+                kept += 1;
+                i += 1;
+            }
+        }
+    }
+    src.len()
+}
+
+fn find_ignore_case(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The identifier at `i` (splices inside it removed) and where it ends.
+fn word_at(src: &[u8], mut i: usize) -> (Vec<u8>, usize) {
+    let mut ident = Vec::new();
+    while i < src.len() {
+        if let Some(len) = splice_at(src, i) {
+            i += len;
+            continue;
+        }
+        let c = src[i];
+        if !(c.is_ascii_alphanumeric() || c == b'_') {
+            break;
+        }
+        ident.push(c);
+        i += 1;
+    }
+    (ident, i)
+}
+
+/// A line splice at `i`: a backslash or the trigraph `??/`, any blanks (gcc
+/// and clang accept them, with a warning), then a newline.
+fn splice_at(src: &[u8], i: usize) -> Option<usize> {
+    let mut j = if src[i] == b'\\' {
+        i + 1
+    } else if src[i..].starts_with(b"??/") {
+        i + 3
+    } else {
+        return None;
+    };
+    while j < src.len() && matches!(src[j], b' ' | b'\t' | b'\x0b' | b'\x0c') {
+        j += 1;
+    }
+    match src.get(j..) {
+        Some([b'\n', ..]) => Some(j + 1 - i),
+        Some([b'\r', b'\n', ..]) => Some(j + 2 - i),
         _ => None,
     }
 }
 
-/// Skips spaces, tabs, splices and block comments, staying on the logical line.
 fn skip_blank(src: &[u8], mut i: usize, line: &mut usize) -> usize {
     while i < src.len() {
         if let Some(len) = splice_at(src, i) {
@@ -482,6 +578,29 @@ mod tests {
             b"#inc\\\nlude \"x\"\n",
             b"/* c */ # /* c */ include \"x\"\n",
             b"#\\\r\ninclude \"x\"\n",
+            // A splice after trailing blanks.
+            b"#inc\\   \nlude \"x\"\n",
+            b"#\\ \t\ninclude \"x\"\n",
+            // Trigraphs: ??/ is a backslash, ??= a hash.
+            b"#inc??/\nlude \"x\"\n",
+            b"??=inc??/  \nlude \"x\"\n",
+            // A raw string whose line starts like a comment hides nothing.
+            b"const char *s = R\"x(\n/*\n)x\";\n#include \"/etc/passwd\"\n// */\n",
+            // A comment spanning lines hides no directive inside it either.
+            b"/* start\n#include \"x\"\n*/\n",
+            // Assembler directives that read files, however written.
+            b"asm(\".pushsection .rodata\\n.incbin \\\"/etc/passwd\\\"\\n.popsection\");\n",
+            b"asm(\".INCBIN \\\"/etc/passwd\\\"\");\n",
+            b"asm(\".inc\\\nbin \\\"/etc/passwd\\\"\");\n",
+            b"asm(\".include \\\"/etc/passwd\\\"\");\n",
+            b"__asm__(\" .Include \\\"x\\\"\");\n",
+            // Probes and pragmas that open files.
+            b"#if __has_include(\"/etc/shadow\")\n#endif\n",
+            b"int x = __has_embed(\"/etc/shadow\");\n",
+            b"#pragma GCC dependency \"/etc/passwd\"\n",
+            b"#pragma GCC pch_preprocess \"x.gch\"\n",
+            b"#pragma include_alias(\"a.h\", \"/etc/passwd\")\n",
+            b"#pragma clang include_instead(<x.h>)\n",
         ];
         for src in refused {
             assert!(
@@ -492,12 +611,18 @@ mod tests {
         }
         let err = check_preprocessed(b"int a;\nint b;\n#include \"x\"\n").unwrap_err();
         assert!(err.0.contains("line 3"), "{err}");
+        let err = check_preprocessed(b"int a;\\\n\nasm(\".inc\\\nbin \\\"x\\\"\");\n").unwrap_err();
+        assert!(err.0.contains("line 3") && err.0.contains(".incbin"), "{err}");
         let fine: &[&[u8]] = &[
             b"# 1 \"x.c\"\n# 1 \"<built-in>\"\nint x;\n",
             b"#pragma once\n#pragma GCC diagnostic push\n",
             b"#define A 1\n#line 4 \"x.c\"\n#ident \"v\"\n",
             b"char *s = \"#include <x>\";\n",
             b"int includes;\n",
+            b"asm(\"nop\");\nasm volatile(\".p2align 4\");\n",
+            b"# 1 \"/usr/include/stdio.h\" 1 3 4\n#pragma pack(1)\n",
+            b"int a = 1; /* #include \"x\" in a comment mid-line */\n",
+            b"char *t = \"??/\";\n",
             b"",
             b"\\",
         ];

@@ -65,7 +65,25 @@ const ATTACKS: &[Attack] = &[
         ext: "i",
         src: "#inc\\   \nlude \"@\"\nint x;\n",
     },
+    Attack {
+        name: "#include spliced by the trigraph ??/ under -std=c89 (clang)",
+        compiler: "clang",
+        flags: &["-std=c89", "-ferror-limit=0"],
+        ext: "i",
+        src: "#inc??/\nlude \"@\"\nint x;\n",
+    },
+    Attack {
+        name: "#include after a raw string whose line starts with /* (clang++)",
+        compiler: "clang++",
+        flags: &["-ferror-limit=0"],
+        ext: "ii",
+        src: "const char *s = R\"x(\n/*\n)x\";\n#include \"@\"\n// */\nint x;\n",
+    },
 ];
+
+/// Rows the directive scan cannot see: every preprocessed file has line
+/// markers, so only the sandbox stops them.
+const UNSCANNABLE: &[&str] = &["a line marker naming the file, then an error (gcc quotes the line)"];
 
 fn have(compiler: &str) -> bool {
     Command::new(compiler)
@@ -157,6 +175,19 @@ fn the_sandbox_stops_every_way_the_code_makes_the_compiler_read_a_file() {
 }
 
 #[test]
+fn the_directive_scan_refuses_every_attack_it_can_see() {
+    for a in ATTACKS {
+        let src = a.src.replace('@', "/etc/passwd");
+        let r = distcc::args::server::check_preprocessed(src.as_bytes());
+        if UNSCANNABLE.contains(&a.name) {
+            assert!(r.is_ok(), "'{}' is no longer unscannable; move it", a.name);
+        } else {
+            assert!(r.is_err(), "the scan lets '{}' through", a.name);
+        }
+    }
+}
+
+#[test]
 fn confined_compiles_give_the_same_objects_as_unconfined_ones() {
     let dir = TestDir::new("sandbox-same");
     let jobs = dir.shared_dir("jobs");
@@ -215,12 +246,18 @@ fn the_daemon_returns_no_canary_whatever_the_code_asks() {
     let root_only = dir.join("secret/root-only.txt");
     fs::write(&root_only, format!("{CANARY}\n")).unwrap();
     fs::set_permissions(&root_only, fs::Permissions::from_mode(0o600)).unwrap();
-    let d = Daemon::serving(&dir, &["gcc", "clang"], &[]);
+    let d = Daemon::serving(&dir, &["gcc", "clang", "clang++"], &[]);
+    // And another job's input, where a job of this daemon would keep it.
+    let other_job = d.tmp.join("distccd-rs.1.0.00000000");
+    fs::create_dir_all(&other_job).unwrap();
+    let other = other_job.join("their.i");
+    fs::write(&other, format!("{CANARY}\n")).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
     for a in ATTACKS {
         if !have(a.compiler) {
             continue;
         }
-        for secret in [&world, &root_only] {
+        for secret in [&world, &root_only, &other] {
             let src = a.src.replace('@', secret.to_str().unwrap());
             let input = format!("x.{}", a.ext);
             let mut argv = vec![a.compiler];
@@ -243,6 +280,7 @@ fn the_daemon_returns_no_canary_whatever_the_code_asks() {
             }
         }
     }
+    fs::remove_dir_all(&other_job).unwrap();
     assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
