@@ -58,6 +58,8 @@ class Daemons:
     def __init__(self, work, count, jobs):
         self.procs = []
         self.real_ports, self.our_ports = [], []
+        # One more of ours with the compiler unconfined, for the sandbox's cost.
+        self.unsandboxed_port = None
         allowed = work / "allowed"
         allowed.mkdir(exist_ok=True)
         for c in ["cc", "gcc", "x86_64-linux-gnu-gcc", "g++", "x86_64-linux-gnu-g++"]:
@@ -85,6 +87,16 @@ class Daemons:
             wait_port(p, proc, "our distccd")
             self.procs.append(proc)
             self.our_ports.append(p)
+        p = free_port()
+        proc = subprocess.Popen(
+            [str(OURS / "distccd"), "--daemon", "--no-detach", "--allow", "127.0.0.1", "--port", str(p),
+             "--jobs", str(jobs), "--log-level", "error", "--log-stderr", "--compiler-dir", str(allowed),
+             "--sandbox", "off"],
+            stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=str(tmp)),
+            start_new_session=True)
+        wait_port(p, proc, "our distccd --sandbox off")
+        self.procs.append(proc)
+        self.unsandboxed_port = p
 
     def pids(self, ours):
         """The daemon processes (distcc 3.4 preforks children) of one kind."""
@@ -228,6 +240,22 @@ def per_job(work, d, rounds, per_round, parallel):
     return median(floor_seq), median(floor_e), median(floor_c), median(floor_par), results
 
 
+def sandbox_cost(work, d, rounds):
+    """Our client against our daemon with and without the compiler's
+    sandbox (Landlock ruleset, rlimits, descriptors), jobs interleaved."""
+    src = work / "tiny-sandbox"
+    src.mkdir(exist_ok=True)
+    (src / "tiny.c").write_text("int tiny(int x) { return x * 2 + 1; }\n")
+    runs = {"sandboxed (default)": d.our_ports[0], "--sandbox off": d.unsandboxed_port}
+    envs = {k: env_for(work, f"127.0.0.1:{p}", k) for k, p in runs.items()}
+    lat = {k: [] for k in runs}
+    for i in range(rounds):
+        for k in runs:
+            wall, _ = run_timed([str(OURS / "distcc"), "gcc", "-c", "tiny.c", "-o", f"s{i % 10}.o"], src, envs[k])
+            lat[k].append(wall)
+    return {k: median(v) for k, v in lat.items()}
+
+
 def fetch_crate_sources(work, crate, version):
     """Unmodified sources from crates.io, through cargo."""
     proj = work / f"fetch-{crate}"
@@ -330,9 +358,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--per-job-only", action="store_true", help="only the per-job and memory parts")
-    ap.add_argument("--only", choices=["per-job", "project", "large"], help="only one part")
+    ap.add_argument("--only", choices=["per-job", "sandbox", "project", "large"], help="only one part")
     args = ap.parse_args()
-    parts = {args.only} if args.only else {"per-job"} if args.per_job_only else {"per-job", "project", "large"}
+    parts = ({args.only} if args.only else {"per-job", "sandbox"} if args.per_job_only
+             else {"per-job", "sandbox", "project", "large"})
     rounds, per_round = (2, 20) if args.quick else (5, 60)
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
     work = Path(tempfile.mkdtemp(prefix="distcc-rs-bench-"))
@@ -349,6 +378,8 @@ def main():
         say(f"# Benchmark run {time.strftime('%Y-%m-%d %H:%M')} on {cpus} cores, `{' '.join(sys.argv)}`\n")
         if "per-job" in parts:
             per_job_part(work, d, rounds, per_round, say)
+        if "sandbox" in parts:
+            sandbox_part(work, d, rounds * per_round, say)
         if "project" in parts:
             project_part(work, d, args, say)
         if "large" in parts:
@@ -385,6 +416,18 @@ def per_job_part(work, d, rounds, per_round, say):
     say(f"| `distcc --version`, ours | {start['ours'] * 1000:.2f} ms |")
     say(f"| daemon peak RSS after the parallel runs, 3.4 (largest process) | {daemon['3.4']} KiB |")
     say(f"| daemon peak RSS after the parallel runs, ours | {daemon['ours']} KiB |")
+    say()
+
+
+def sandbox_part(work, d, jobs, say):
+    r = sandbox_cost(work, d, jobs)
+    on, off = r["sandboxed (default)"], r["--sandbox off"]
+    say(f"The compiler's sandbox, our client and daemon, tiny C file, {jobs} jobs each, interleaved:\n")
+    say("| sandbox | latency ms |")
+    say("|---|---|")
+    for k, v in r.items():
+        say(f"| {k} | {v * 1000:.2f} |")
+    say(f"| cost per job | {(on - off) * 1000:.2f} |")
     say()
 
 

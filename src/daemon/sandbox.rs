@@ -357,7 +357,8 @@ mod tests {
     fn the_mode_against_the_kernel() {
         let none = || Err("the kernel has no Landlock (older than 5.13)".to_owned());
         // (mode, kernel ABI, Landlock used, starts, what is said)
-        let cases: [(Option<Mode>, Result<i32, String>, i32, bool, &str); 7] = [
+        type Case = (Option<Mode>, Result<i32, String>, i32, bool, &'static str);
+        let cases: [Case; 7] = [
             (None, Ok(7), 7, true, "sandboxed (Landlock ABI 7"),
             (
                 None,

@@ -157,7 +157,7 @@ pub fn config(opts: &Options, inetd: bool, env: &Env) -> Result<Config, Fatal> {
     let max_object = (opts.max_output_mb as u64) << 20;
     let limits = super::sandbox::Rlimits {
         file_size: Some(max_object),
-        address_space: (opts.max_compiler_mb > 0).then(|| (opts.max_compiler_mb as u64) << 20),
+        address_space: (opts.max_compiler_mb > 0).then_some((opts.max_compiler_mb as u64) << 20),
         // CPU time cannot pass wall-clock time: the lifetime bounds both.
         cpu: opts.job_lifetime.map(|d| d.as_secs().max(1)),
     };
