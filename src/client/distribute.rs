@@ -204,12 +204,11 @@ impl Client {
         list: &HostList,
         slot_no: u32,
     ) -> Attempt {
-        let version = if host.protocol() >= 2 {
-            Version::V2
-        } else {
-            Version::V1
+        let version = match host.protocol() {
+            Version::Pump => Version::Lzo,
+            v => v,
         };
-        if host.protocol() == 3 {
+        if host.protocol() == Version::Pump {
             log::info(&format!(
                 "{}: pump mode (,cpp) is not supported; using protocol 2",
                 host.spec

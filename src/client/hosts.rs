@@ -27,6 +27,8 @@ use std::fmt;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
+use crate::protocol::{Compression, Version};
+
 pub const DEFAULT_PORT: u16 = 3632;
 
 /// `${sysconfdir}/distcc/hosts` for standard and Debian builds.
@@ -59,7 +61,9 @@ pub struct HostSpec {
     pub spec: String,
     pub transport: Transport,
     pub limit: u32,
-    pub lzo: bool,
+    /// `,lzo`.
+    pub compression: Compression,
+    /// `,cpp`: pump mode (only with `,lzo`).
     pub cpp: bool,
     /// Undocumented distcc option: the host is treated as always busy.
     pub down: bool,
@@ -68,12 +72,8 @@ pub struct HostSpec {
 impl HostSpec {
     /// The DIST protocol version the options select (§1.2). `parse` has
     /// already rejected `,cpp` without `,lzo`.
-    pub fn protocol(&self) -> u32 {
-        match (self.lzo, self.cpp) {
-            (true, true) => 3,
-            (true, false) => 2,
-            (false, _) => 1,
-        }
+    pub fn protocol(&self) -> Version {
+        Version::for_host(self.compression, self.cpp)
     }
 
     /// The lock file name for `slot`, identical to distcc's so that both
@@ -307,7 +307,11 @@ fn parse_token(token: &str) -> Result<Item, Msg> {
         spec: token.to_string(),
         transport,
         limit,
-        lzo: opts.lzo,
+        compression: if opts.lzo {
+            Compression::Lzo
+        } else {
+            Compression::None
+        },
         cpp: opts.cpp,
         down: opts.down,
     }))
@@ -547,7 +551,8 @@ pub fn with_port(list: &HostList, port: u16) -> String {
                     host.clone()
                 };
                 let mut w = format!("{host}:{port}/{}", h.limit);
-                for (on, opt) in [(h.lzo, ",lzo"), (h.cpp, ",cpp"), (h.down, ",down")] {
+                let lzo = h.compression == Compression::Lzo;
+                for (on, opt) in [(lzo, ",lzo"), (h.cpp, ",cpp"), (h.down, ",down")] {
                     if on {
                         w.push_str(opt);
                     }
@@ -706,7 +711,7 @@ mod tests {
             assert_eq!(got.spec, spec);
             assert_eq!(got.transport, transport, "{spec}");
             assert_eq!(got.limit, limit, "{spec}");
-            assert_eq!(got.lzo, lzo, "{spec}");
+            assert_eq!(got.compression == Compression::Lzo, lzo, "{spec}");
             assert!(!got.cpp && !got.down, "{spec}");
         }
         assert!(!list.randomize);
@@ -765,8 +770,12 @@ mod tests {
         ];
         for (token, lzo, cpp, down, protocol) in cases {
             let h = one(token);
-            assert_eq!((h.lzo, h.cpp, h.down), (lzo, cpp, down), "{token}");
-            assert_eq!(h.protocol(), protocol, "{token}");
+            assert_eq!(
+                (h.compression == Compression::Lzo, h.cpp, h.down),
+                (lzo, cpp, down),
+                "{token}"
+            );
+            assert_eq!(h.protocol().number(), protocol, "{token}");
         }
     }
 
@@ -785,7 +794,7 @@ mod tests {
             specs,
             ["red", "green", "blue", "white", "@angry,lzo", "yellow", "pink"]
         );
-        assert!(list.hosts[4].lzo);
+        assert_eq!(list.hosts[4].compression, Compression::Lzo);
     }
 
     #[test]

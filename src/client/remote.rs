@@ -13,7 +13,7 @@ use super::hosts::{HostSpec, Transport};
 use super::outcome::{FaultKind, HostFault};
 use crate::protocol::blocking::{ReadError, read_message};
 use crate::protocol::message::{self, ReplyDecoder};
-use crate::protocol::{Limits, ProtocolError, Reply, Version, lzo, token};
+use crate::protocol::{Limits, ProtocolError, Reply, Version, token};
 
 pub struct Conn {
     reader: std::io::BufReader<Box<dyn Read>>,
@@ -111,19 +111,11 @@ impl Conn {
 
     /// DOTI: the preprocessed source.
     pub fn send_source(&mut self, doti: &[u8]) -> Result<(), HostFault> {
-        let compressed;
-        let data: &[u8] = if self.version.compressed() {
-            compressed = lzo::compress(doti);
-            &compressed
-        } else {
-            doti
-        };
-        let mut header = Vec::with_capacity(12);
-        token::encode(token::Tag::Doti, data.len() as u32, &mut header);
+        let (header, body) = message::bulk(self.version, token::Tag::Doti, doti);
         let w = &mut self.writer;
         let sent = w
             .write_all(&header)
-            .and_then(|()| w.write_all(data))
+            .and_then(|()| w.write_all(&body))
             .and_then(|()| w.flush());
         sent.map_err(|e| HostFault::io(&e, "sending the source"))
     }

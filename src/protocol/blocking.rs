@@ -2,31 +2,9 @@
 
 use std::io::{self, Read};
 
+pub use super::message::ReadError;
 use super::message::{Decoder, Need};
 use super::token::{HEADER_LEN, ProtocolError};
-
-#[derive(Debug)]
-pub enum ReadError {
-    Io(io::Error),
-    Protocol(ProtocolError),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::Io(e) => write!(f, "{e}"),
-            ReadError::Protocol(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for ReadError {}
-
-impl From<ProtocolError> for ReadError {
-    fn from(e: ProtocolError) -> Self {
-        ReadError::Protocol(e)
-    }
-}
 
 fn eof_is_truncation(e: io::Error, what: &'static str) -> ReadError {
     if e.kind() == io::ErrorKind::UnexpectedEof {

@@ -7,25 +7,61 @@ adapters share every rule and differ only in how they read.
 use super::lzo::{self, LzoError};
 use super::token::{self, HEADER_LEN, ProtocolError, Tag};
 
-/// A protocol version as sent in `DIST`. 1 = plain, 2 = plain + LZO,
-/// 3 = pump mode (recognised so it can be refused with a reply).
+/// How bulk bodies (DOTI, SERR, SOUT, DOTO) travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Version(u32);
+pub enum Compression {
+    None,
+    /// LZO1X-1, as distcc's miniLZO.
+    Lzo,
+}
+
+/// A protocol version as sent in `DIST` (doc/protocol-*.txt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    /// 1: the client preprocesses; bodies as they are.
+    Plain,
+    /// 2: as 1, bodies LZO-compressed (`,lzo`).
+    Lzo,
+    /// 3: pump mode (`,cpp,lzo`): the server preprocesses the source and
+    /// headers the client sends. Recognised so it can be refused with a reply.
+    Pump,
+}
+
+/// Every version: its number on the wire and its compression. One row each.
+const VERSIONS: &[(Version, u32, Compression)] = &[
+    (Version::Plain, 1, Compression::None),
+    (Version::Lzo, 2, Compression::Lzo),
+    (Version::Pump, 3, Compression::Lzo),
+];
 
 impl Version {
-    pub const V1: Version = Version(1);
-    pub const V2: Version = Version(2);
-    pub const V3: Version = Version(3);
+    fn row(self) -> &'static (Version, u32, Compression) {
+        VERSIONS
+            .iter()
+            .find(|r| r.0 == self)
+            .expect("every version has a row")
+    }
 
-    pub fn new(v: u32) -> Option<Version> {
-        (1..=3).contains(&v).then_some(Version(v))
+    pub fn new(number: u32) -> Option<Version> {
+        VERSIONS.iter().find(|r| r.1 == number).map(|r| r.0)
     }
+
+    /// What a host's options ask for: `,lzo` compresses, `,cpp` (which needs
+    /// `,lzo`) is pump mode.
+    pub fn for_host(compression: Compression, pump: bool) -> Version {
+        match (compression, pump) {
+            (Compression::Lzo, true) => Version::Pump,
+            (Compression::Lzo, false) => Version::Lzo,
+            (Compression::None, _) => Version::Plain,
+        }
+    }
+
     pub fn number(self) -> u32 {
-        self.0
+        self.row().1
     }
-    /// Whether bulk bodies (DOTI, SERR, SOUT, DOTO) are LZO1X-compressed.
-    pub fn compressed(self) -> bool {
-        self.0 >= 2
+
+    pub fn compression(self) -> Compression {
+        self.row().2
     }
 }
 
@@ -73,16 +109,27 @@ pub struct Reply {
     pub object: Vec<u8>,
 }
 
+/// A bulk body as it goes on the wire: compressed if the version says so.
+/// The client writes the header and the body separately, to not copy a
+/// large source; `put_bulk` appends both.
+pub fn bulk(version: Version, tag: Tag, plain: &[u8]) -> ([u8; HEADER_LEN], std::borrow::Cow<'_, [u8]>) {
+    let body = match version.compression() {
+        Compression::Lzo => std::borrow::Cow::Owned(lzo::compress(plain)),
+        Compression::None => std::borrow::Cow::Borrowed(plain),
+    };
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    token::encode(tag, body.len() as u32, &mut header);
+    (header.try_into().expect("a header is 12 bytes"), body)
+}
+
 fn put_bulk(version: Version, tag: Tag, plain: &[u8], out: &mut Vec<u8>) {
-    if version.compressed() {
-        token::encode_body(tag, &lzo::compress(plain), out);
-    } else {
-        token::encode_body(tag, plain, out);
-    }
+    let (header, body) = bulk(version, tag, plain);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&body);
 }
 
 fn get_bulk(version: Version, body: Vec<u8>, limits: &Limits) -> Result<Vec<u8>, ProtocolError> {
-    if version.compressed() {
+    if version.compression() == Compression::Lzo {
         lzo::decompress(&body, limits.max_plain).map_err(|e| match e {
             LzoError::TooLarge { limit } => ProtocolError::TooLarge {
                 what: "decompressed body",
@@ -137,6 +184,31 @@ impl Reply {
     }
 }
 
+/// Why reading a message failed: the stream, or what came on it. Shared by
+/// the std (`blocking`) and tokio (`nonblocking`) adapters.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Protocol(ProtocolError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<ProtocolError> for ReadError {
+    fn from(e: ProtocolError) -> Self {
+        ReadError::Protocol(e)
+    }
+}
+
 /// What a decoder wants next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
@@ -182,7 +254,7 @@ impl RequestDecoder {
         RequestDecoder {
             limits,
             state: ReqState::Dist,
-            version: Version::V1,
+            version: Version::Plain,
             argc: 0,
             argv: Vec::new(),
             argv_bytes: 0,
@@ -238,7 +310,7 @@ impl Decoder for RequestDecoder {
                 let version = Version::new(v).ok_or(ProtocolError::UnsupportedVersion(v))?;
                 self.version = version;
                 self.state = ReqState::Argc;
-                if version == Version::V3 {
+                if version == Version::Pump {
                     // Pump mode sends CDIR next; we answer it with a refusal.
                     return Err(ProtocolError::UnsupportedVersion(3));
                 }
@@ -426,6 +498,37 @@ mod tests {
     use super::super::blocking::read_message;
     use super::*;
 
+    #[test]
+    fn versions_round_trip_their_numbers_and_say_their_compression() {
+        let cases = [
+            (1, Version::Plain, Compression::None),
+            (2, Version::Lzo, Compression::Lzo),
+            (3, Version::Pump, Compression::Lzo),
+        ];
+        for (n, v, c) in cases {
+            assert_eq!(Version::new(n), Some(v));
+            assert_eq!((v.number(), v.compression()), (n, c));
+        }
+        for n in [0, 4, u32::MAX] {
+            assert_eq!(Version::new(n), None, "{n}");
+        }
+        assert_eq!(Version::for_host(Compression::None, false), Version::Plain);
+        assert_eq!(Version::for_host(Compression::Lzo, false), Version::Lzo);
+        assert_eq!(Version::for_host(Compression::Lzo, true), Version::Pump);
+    }
+
+    #[test]
+    fn a_bulk_body_is_its_header_and_its_bytes_compressed_as_the_version_says() {
+        let plain = vec![b'x'; 4096];
+        for v in [Version::Plain, Version::Lzo] {
+            let (h, body) = bulk(v, Tag::Doti, &plain);
+            let mut out = Vec::new();
+            put_bulk(v, Tag::Doti, &plain, &mut out);
+            assert_eq!(out, [&h[..], &body[..]].concat());
+            assert_eq!(body.len() < plain.len(), v == Version::Lzo, "{v:?}");
+        }
+    }
+
     fn argv(words: &[&str]) -> Vec<Vec<u8>> {
         words.iter().map(|w| w.as_bytes().to_vec()).collect()
     }
@@ -436,7 +539,7 @@ mod tests {
     #[test]
     fn request_v1_golden_bytes() {
         let req = Request {
-            version: Version::V1,
+            version: Version::Plain,
             argv: argv(&["gcc", "-c", "x.i", "-o", "x.o"]),
             doti: b"int x;\n".to_vec(),
         };
@@ -452,7 +555,7 @@ mod tests {
     #[test]
     fn request_v2_golden_bytes() {
         let req = Request {
-            version: Version::V2,
+            version: Version::Lzo,
             argv: argv(&["gcc", "-c", "x.i", "-o", "x.o"]),
             doti: b"int x;\n".to_vec(),
         };
@@ -472,7 +575,7 @@ mod tests {
     #[test]
     fn reply_golden_bytes() {
         let failed = Reply {
-            version: Version::V1,
+            version: Version::Plain,
             status: 0x100,
             stderr: b"y.i:1:9: error: expected expression\n".to_vec(),
             stdout: vec![],
@@ -483,7 +586,11 @@ mod tests {
             bytes,
             b"DONE00000001STAT00000100SERR00000024y.i:1:9: error: expected expression\nSOUT00000000DOTO00000000"
         );
-        let back = read_message(&mut &bytes[..], ReplyDecoder::new(Version::V1, Limits::default())).unwrap();
+        let back = read_message(
+            &mut &bytes[..],
+            ReplyDecoder::new(Version::Plain, Limits::default()),
+        )
+        .unwrap();
         assert_eq!(
             back,
             Reply {
@@ -493,7 +600,7 @@ mod tests {
         );
 
         let ok = Reply {
-            version: Version::V2,
+            version: Version::Lzo,
             status: 0,
             stderr: vec![],
             stdout: vec![],
@@ -502,7 +609,11 @@ mod tests {
         let bytes = ok.encode();
         assert!(bytes.starts_with(b"DONE00000002STAT00000000SERR00000000SOUT00000000DOTO"));
         assert_eq!(
-            read_message(&mut &bytes[..], ReplyDecoder::new(Version::V2, Limits::default())).unwrap(),
+            read_message(
+                &mut &bytes[..],
+                ReplyDecoder::new(Version::Lzo, Limits::default())
+            )
+            .unwrap(),
             ok
         );
     }
@@ -569,7 +680,7 @@ mod tests {
 
         // An LZO bomb: 1 KiB limit, 1 MiB of zeros inside.
         let bomb = Request {
-            version: Version::V2,
+            version: Version::Lzo,
             argv: argv(&["gcc"]),
             doti: vec![0; 1 << 20],
         }

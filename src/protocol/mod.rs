@@ -12,5 +12,5 @@ pub mod message;
 pub mod nonblocking;
 pub mod token;
 
-pub use message::{Limits, Reply, Request, Version};
+pub use message::{Compression, Limits, ReadError, Reply, Request, Version};
 pub use token::{HEADER_LEN, ProtocolError, Tag, Token};

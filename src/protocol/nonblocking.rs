@@ -2,8 +2,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::blocking::ReadError;
-use super::message::{Decoder, Need};
+use super::message::{Decoder, Need, ReadError};
 use super::token::{HEADER_LEN, ProtocolError};
 
 /// Drives `dec` to completion from `r`. The caller bounds the time.

@@ -20,7 +20,7 @@ fn good_job(addr: SocketAddr) -> Duration {
         addr,
         None,
         &request(
-            Version::V2,
+            Version::Lzo,
             &["gcc", "-O2", "-c", "ok.i", "-o", "ok.o"],
             b"int ok(int x) { return x * 7; }\n",
         ),
@@ -131,7 +131,7 @@ fn a_job_that_would_fill_the_disk_is_stopped_at_the_output_limit() {
         let reply = raw_request(
             d.addr(),
             None,
-            &request(Version::V2, &[compiler, "-c", "x.i", "-o", "x.o"], bomb),
+            &request(Version::Lzo, &[compiler, "-c", "x.i", "-o", "x.o"], bomb),
         )
         .expect("a reply");
         stop.store(true, Ordering::Relaxed);
@@ -189,12 +189,12 @@ fn queued_decompression_bombs_do_not_exhaust_memory() {
     // The one slot, held.
     let mut holder = connect_from(d.addr(), None);
     holder
-        .write_all(&request(Version::V1, &["slowcc", "-c", "s.c", "-o", "s.o"], b"int s;\n").encode())
+        .write_all(&request(Version::Plain, &["slowcc", "-c", "s.c", "-o", "s.o"], b"int s;\n").encode())
         .unwrap();
     d.wait_compiler_pid();
     // 160 MiB of source in about 0.6 MiB of LZO, twelve times over.
     let bomb = request(
-        Version::V2,
+        Version::Lzo,
         &["gcc", "-c", "b.i", "-o", "b.o"],
         &vec![b' '; 160 << 20],
     )
@@ -300,7 +300,7 @@ fn clients_that_never_read_their_replies_hold_no_slot() {
     let readers: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = connect_from(d.addr(), None);
-            s.write_all(&request(Version::V1, &["gcc", "-c", "big.i", "-o", "big.o"], big).encode())
+            s.write_all(&request(Version::Plain, &["gcc", "-c", "big.i", "-o", "big.o"], big).encode())
                 .unwrap();
             s
         })

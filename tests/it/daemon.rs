@@ -257,7 +257,7 @@ fn good_job(d: &Daemon, source: Option<IpAddr>) {
         addr,
         source,
         &request(
-            Version::V2,
+            Version::Lzo,
             &["gcc", "-c", "ok.i", "-o", "ok.o"],
             b"int ok = 42;\n",
         ),
@@ -288,7 +288,7 @@ fn compilers_outside_the_allow_list_are_refused() {
         ("", "not a path"),
     ];
     for (compiler, why) in cases {
-        for v in [Version::V1, Version::V2] {
+        for v in [Version::Plain, Version::Lzo] {
             let reply = raw_request(
                 d.addr(),
                 None,
@@ -309,7 +309,7 @@ fn compilers_outside_the_allow_list_are_refused() {
         d.addr(),
         None,
         &request(
-            Version::V1,
+            Version::Plain,
             &["/usr/bin/gcc", "-c", "x.c", "-o", "x.o"],
             b"int x;\n",
         ),
@@ -326,7 +326,7 @@ fn compilers_outside_the_allow_list_are_refused() {
         &["gcc", "-B/tmp", "-c", "x.c", "-o", "x.o"],
     ];
     for argv in args {
-        let reply = raw_request(d.addr(), None, &request(Version::V1, argv, b"int x;\n")).unwrap();
+        let reply = raw_request(d.addr(), None, &request(Version::Plain, argv, b"int x;\n")).unwrap();
         assert_eq!(reply.status, 113 << 8, "{argv:?}");
         assert!(
             ["refused", "two inputs", "response files"]
@@ -341,7 +341,7 @@ fn compilers_outside_the_allow_list_are_refused() {
         d.addr(),
         None,
         &request(
-            Version::V1,
+            Version::Plain,
             &["gcc", "-c", "x.i", "-o", "x.o"],
             b"#include \"/etc/passwd\"\n",
         ),
@@ -395,7 +395,7 @@ fn clients_outside_allow_are_refused() {
         ],
     );
     let stranger: IpAddr = "127.0.0.1".parse().unwrap();
-    for v in [Version::V1, Version::V2] {
+    for v in [Version::Plain, Version::Lzo] {
         let reply = raw_request(
             d.addr(),
             Some(stranger),
@@ -539,13 +539,13 @@ fn inetd_mode_serves_one_job_on_stdin() {
         .stdin
         .take()
         .unwrap()
-        .write_all(&request(Version::V2, &["gcc", "-O2", "-c", "m.i", "-o", "m.o"], src).encode())
+        .write_all(&request(Version::Lzo, &["gcc", "-O2", "-c", "m.i", "-o", "m.o"], src).encode())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let reply = distcc::protocol::blocking::read_message(
         &mut &out.stdout[..],
-        distcc::protocol::message::ReplyDecoder::new(Version::V2, Default::default()),
+        distcc::protocol::message::ReplyDecoder::new(Version::Lzo, Default::default()),
     )
     .unwrap();
     assert_eq!(reply.status, 0, "{}", text(&reply.stderr));
@@ -596,7 +596,7 @@ fn compiler_is_killed_when_the_client_goes_away() {
         &[("DISTCCD_PATH", &path)],
     );
     let mut s = connect_from(d.addr(), None);
-    s.write_all(&request(Version::V1, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
+    s.write_all(&request(Version::Plain, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
         .unwrap();
     let pid = d.wait_compiler_pid();
     assert!(alive(pid));
@@ -642,7 +642,7 @@ fn job_lifetime_kills_a_long_compile() {
     let t = Instant::now();
     let mut s = connect_from(d.addr(), None);
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let req = request(Version::V2, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n");
+    let req = request(Version::Lzo, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n");
     s.write_all(&req.encode()).unwrap();
     let pid = d.wait_compiler_pid();
     let reply = read_message(&mut s, ReplyDecoder::new(req.version, Limits::default())).unwrap();
@@ -824,7 +824,7 @@ fn daemon_detaches_into_the_background() {
     let reply = raw_request(
         SocketAddr::from(([127, 0, 0, 1], port)),
         None,
-        &request(Version::V1, &["gcc", "-c", "d.i", "-o", "d.o"], b"int d;\n"),
+        &request(Version::Plain, &["gcc", "-c", "d.i", "-o", "d.o"], b"int d;\n"),
     )
     .unwrap();
     assert_eq!(reply.status, 0, "{}", text(&reply.stderr));

@@ -31,7 +31,7 @@ fn good_job(addr: SocketAddr) {
         addr,
         None,
         &request(
-            Version::V2,
+            Version::Lzo,
             &["gcc", "-O2", "-c", "ok.i", "-o", "ok.o"],
             b"int ok(int x) { return x * 7; }\n",
         ),
@@ -124,7 +124,7 @@ fn hostile_suite_then_a_good_job() {
     for (argv, why) in &refused {
         let mut with_out = argv.clone();
         with_out.extend(["-o", "x.o"]);
-        let reply = raw_request(d.addr(), None, &request(Version::V1, &with_out, b"int x;\n"))
+        let reply = raw_request(d.addr(), None, &request(Version::Plain, &with_out, b"int x;\n"))
             .unwrap_or_else(|e| panic!("{argv:?}: no reply: {e}"));
         assert_eq!(reply.status, 113 << 8, "{argv:?}");
         assert!(
@@ -137,7 +137,11 @@ fn hostile_suite_then_a_good_job() {
     let reply = raw_request(
         d.addr(),
         None,
-        &request(Version::V1, &["gcc", "-c", "x.i", "-o", &canary_s], b"int x;\n"),
+        &request(
+            Version::Plain,
+            &["gcc", "-c", "x.i", "-o", &canary_s],
+            b"int x;\n",
+        ),
     )
     .unwrap();
     assert_eq!(reply.status, 0);
@@ -150,7 +154,7 @@ fn hostile_suite_then_a_good_job() {
         let reply = raw_request(
             d.addr(),
             None,
-            &request(Version::V1, &["clang", "-c", "x.i", "-o", "x.o"], src),
+            &request(Version::Plain, &["clang", "-c", "x.i", "-o", "x.o"], src),
         )
         .unwrap();
         assert_eq!(reply.status, 113 << 8, "{}", text(src));
@@ -162,7 +166,7 @@ fn hostile_suite_then_a_good_job() {
     let reply = raw_request(
         d.addr(),
         None,
-        &request(Version::V1, &["gcc", "-c", "x.i", "-o", "x.o"], &big),
+        &request(Version::Plain, &["gcc", "-c", "x.i", "-o", "x.o"], &big),
     )
     .unwrap();
     assert!(
@@ -174,7 +178,7 @@ fn hostile_suite_then_a_good_job() {
     let reply = raw_request(
         d.addr(),
         None,
-        &request(Version::V2, &["gcc", "-c", "x.i", "-o", "x.o"], &bomb),
+        &request(Version::Lzo, &["gcc", "-c", "x.i", "-o", "x.o"], &bomb),
     )
     .unwrap();
     assert!(
@@ -237,7 +241,7 @@ fn hostile_suite_then_a_good_job() {
     drop(idle);
 
     // 4. Random token streams and mutations of a valid request.
-    let valid = request(Version::V2, &["gcc", "-c", "r.i", "-o", "r.o"], b"int r;\n").encode();
+    let valid = request(Version::Lzo, &["gcc", "-c", "r.i", "-o", "r.o"], b"int r;\n").encode();
     let mut rng = crate::fuzz::Rng::new(0x5eed);
     for i in 0..300 {
         let bytes = if i % 2 == 0 {
@@ -287,7 +291,7 @@ fn stale_job_dirs_go_when_a_killed_daemon_restarts() {
     ];
     let mut d = Daemon::start_env(&dir, &args, &[("DISTCCD_PATH", &path)]);
     let mut s = connect_from(d.addr(), None);
-    s.write_all(&request(Version::V1, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
+    s.write_all(&request(Version::Plain, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n").encode())
         .unwrap();
     let compiler = d.wait_compiler_pid();
     d.child.kill().unwrap();

@@ -266,7 +266,7 @@ fn stats_over_http_and_in_chromium() {
     let refused = raw_request(
         d.addr(),
         None,
-        &request(Version::V1, &["sh", "-c", "x.c", "-o", "x.o"], b"int x;\n"),
+        &request(Version::Plain, &["sh", "-c", "x.c", "-o", "x.o"], b"int x;\n"),
     )
     .unwrap();
     assert_eq!(refused.status, 113 << 8);

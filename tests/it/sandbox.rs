@@ -263,7 +263,7 @@ fn the_daemon_returns_no_canary_whatever_the_code_asks() {
             let mut argv = vec![a.compiler];
             argv.extend_from_slice(a.flags);
             argv.extend_from_slice(&["-c", &input, "-o", "x.o"]);
-            let reply = raw_request(d.addr(), None, &request(Version::V2, &argv, src.as_bytes()))
+            let reply = raw_request(d.addr(), None, &request(Version::Lzo, &argv, src.as_bytes()))
                 .unwrap_or_else(|e| panic!("'{}': no reply: {e:?}", a.name));
             for (what, bytes) in [
                 ("stderr", &reply.stderr),
@@ -296,7 +296,7 @@ fn an_assembler_reading_its_own_stdout_finishes_at_once_and_holds_no_slot() {
         d.addr(),
         None,
         &request(
-            Version::V2,
+            Version::Lzo,
             &["gcc", "-c", "p.i", "-o", "p.o"],
             b"asm(\".include \\\"/proc/self/fd/1\\\"\");\nint p;\n",
         ),
@@ -311,7 +311,7 @@ fn an_assembler_reading_its_own_stdout_finishes_at_once_and_holds_no_slot() {
     let good = raw_request(
         d.addr(),
         None,
-        &request(Version::V2, &["gcc", "-c", "g.i", "-o", "g.o"], b"int g;\n"),
+        &request(Version::Lzo, &["gcc", "-c", "g.i", "-o", "g.o"], b"int g;\n"),
     )
     .unwrap();
     assert_eq!(good.status, 0, "{}", text(&good.stderr));

@@ -77,7 +77,7 @@ async fn a_header_that_stops_halfway_is_refused_at_the_header_timeout() {
     s.write_all(b"DIST00000002ARGC00000005ARGV00000003gcc")
         .await
         .unwrap();
-    let reply = read_reply(&mut s, Version::V2)
+    let reply = read_reply(&mut s, Version::Lzo)
         .await
         .expect("a refusal in protocol 2");
     let held = t.elapsed();
@@ -110,7 +110,7 @@ async fn a_source_slower_than_the_minimum_rate_is_refused() {
         .await
         .unwrap();
     s.write_all(&[b' '; 1000]).await.unwrap();
-    let reply = read_reply(&mut s, Version::V2).await.expect("a refusal");
+    let reply = read_reply(&mut s, Version::Lzo).await.expect("a refusal");
     let held = t.elapsed();
     assert!(
         held >= Duration::from_secs(20) && held < Duration::from_secs(21),
@@ -134,9 +134,9 @@ async fn a_compile_that_never_ends_is_killed_at_the_job_lifetime_and_answered() 
     let (addr, server) = server(&dir, |c| c.job_lifetime = Some(Duration::from_secs(1800))).await;
     let t = Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = request(Version::V2, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n");
+    let req = request(Version::Lzo, &["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n");
     s.write_all(&req.encode()).await.unwrap();
-    let reply = read_reply(&mut s, Version::V2).await.expect("an answer");
+    let reply = read_reply(&mut s, Version::Lzo).await.expect("an answer");
     let held = t.elapsed();
     assert!(
         held >= Duration::from_secs(1800) && held < Duration::from_secs(1801),
