@@ -46,7 +46,8 @@ pub fn decompress(src: &[u8], limit: usize) -> Result<Vec<u8>, LzoError> {
         return Ok(Vec::new());
     }
     // distcc's own first guess; most streams fit at once.
-    let mut cap = src.len().saturating_mul(8).clamp(256, limit.max(1));
+    // (`clamp` would panic for a limit under 256: a nearly spent budget.)
+    let mut cap = src.len().saturating_mul(8).max(256).min(limit.max(1));
     loop {
         let mut out = vec![0u8; cap];
         match lzo::decompress_into(src, &mut out) {
@@ -73,6 +74,19 @@ mod tests {
         let z = compress(b"int x;\n");
         assert_eq!(z, [0x18, b'i', b'n', b't', b' ', b'x', b';', b'\n', 0x11, 0, 0]);
         assert_eq!(decompress(&z, 1 << 20).unwrap(), b"int x;\n");
+    }
+
+    #[test]
+    fn a_limit_below_the_first_guess_is_a_limit_not_a_panic() {
+        let z = compress(b"int x;\n");
+        for limit in [1, 7, 26, 255] {
+            let r = decompress(&z, limit);
+            assert_eq!(r.is_ok(), limit >= 7, "{limit}: {r:?}");
+        }
+        assert!(matches!(
+            decompress(&compress(&[b'a'; 300]), 26),
+            Err(LzoError::TooLarge { limit: 26 })
+        ));
     }
 
     #[test]

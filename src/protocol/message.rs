@@ -75,8 +75,10 @@ pub struct Limits {
     pub max_argv_bytes: u64,
     /// Largest body on the wire (compressed size for protocol 2).
     pub max_body: u32,
-    /// Largest body after decompression.
+    /// Largest body after decompression; for protocol 3, all files together.
     pub max_plain: usize,
+    /// Most `NFIL` entries (protocol 3).
+    pub max_files: u32,
 }
 
 impl Default for Limits {
@@ -87,6 +89,7 @@ impl Default for Limits {
             max_argv_bytes: 1 << 20,
             max_body: 512 << 20,
             max_plain: 1 << 30,
+            max_files: 1 << 16,
         }
     }
 }
@@ -95,8 +98,27 @@ impl Default for Limits {
 pub struct Request {
     pub version: Version,
     pub argv: Vec<Vec<u8>>,
-    /// The preprocessed source, decompressed.
+    /// The preprocessed source, decompressed (protocols 1 and 2).
     pub doti: Vec<u8>,
+    /// Protocol 3: the client's directory and the files it sends.
+    pub pump: Option<PumpInput>,
+}
+
+/// What a protocol-3 (pump mode) request carries instead of DOTI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PumpInput {
+    /// `CDIR`: the client's working directory, absolute.
+    pub cwd: Vec<u8>,
+    /// `NFIL` entries, in order: the client's absolute path, and the file's
+    /// contents (decompressed) or a symlink's target. The bytes are the
+    /// peer's: checking them is the server's job.
+    pub entries: Vec<(Vec<u8>, PumpEntry)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PumpEntry {
+    File(Vec<u8>),
+    Link(Vec<u8>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,8 +175,26 @@ impl Request {
     /// The exact bytes a distcc client sends (the headers before DOTI can go
     /// out while the preprocessor still runs: see `encode_head`).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = encode_head(self.version, &self.argv);
-        put_bulk(self.version, Tag::Doti, &self.doti, &mut out);
+        let Some(pump) = &self.pump else {
+            let mut out = encode_head(self.version, &self.argv);
+            put_bulk(self.version, Tag::Doti, &self.doti, &mut out);
+            return out;
+        };
+        let mut out = Vec::new();
+        token::encode(Tag::Dist, self.version.number(), &mut out);
+        token::encode_body(Tag::Cdir, &pump.cwd, &mut out);
+        token::encode(Tag::Argc, self.argv.len() as u32, &mut out);
+        for a in &self.argv {
+            token::encode_body(Tag::Argv, a, &mut out);
+        }
+        token::encode(Tag::Nfil, pump.entries.len() as u32, &mut out);
+        for (name, entry) in &pump.entries {
+            token::encode_body(Tag::Name, name, &mut out);
+            match entry {
+                PumpEntry::File(bytes) => put_bulk(self.version, Tag::File, bytes, &mut out),
+                PumpEntry::Link(target) => token::encode_body(Tag::Link, target, &mut out),
+            }
+        }
         out
     }
 }
@@ -230,11 +270,19 @@ pub trait Decoder {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ReqState {
     Dist,
+    Cdir,
+    CdirBody,
     Argc,
     Argv,
     ArgvBody,
     Doti,
     DotiBody(u32),
+    Nfil,
+    Name,
+    NameBody,
+    Entry,
+    FileBody,
+    LinkBody,
     Done,
 }
 
@@ -247,9 +295,24 @@ pub struct RequestDecoder {
     argv_bytes: u64,
     pending: u32,
     doti: Vec<u8>,
+    /// Whether protocol 3 is read (else refused at `DIST`).
+    accept_pump: bool,
+    pump: Option<PumpInput>,
+    nfil: u32,
+    name: Vec<u8>,
+    pump_bytes: usize,
 }
 
 impl RequestDecoder {
+    /// A decoder that also reads protocol 3 (pump mode).
+    pub fn with_pump(limits: Limits) -> Self {
+        RequestDecoder {
+            accept_pump: true,
+            ..RequestDecoder::new(limits)
+        }
+    }
+
+    /// A decoder that refuses protocol 3 at its `DIST`.
     pub fn new(limits: Limits) -> Self {
         RequestDecoder {
             limits,
@@ -260,6 +323,11 @@ impl RequestDecoder {
             argv_bytes: 0,
             pending: 0,
             doti: Vec::new(),
+            accept_pump: false,
+            pump: None,
+            nfil: 0,
+            name: Vec::new(),
+            pump_bytes: 0,
         }
     }
 
@@ -298,6 +366,22 @@ impl Decoder for RequestDecoder {
                 what: "ARGV",
             },
             ReqState::DotiBody(len) => Need::Body { len, what: "DOTI" },
+            ReqState::CdirBody => Need::Body {
+                len: self.pending,
+                what: "CDIR",
+            },
+            ReqState::NameBody => Need::Body {
+                len: self.pending,
+                what: "NAME",
+            },
+            ReqState::FileBody => Need::Body {
+                len: self.pending,
+                what: "FILE",
+            },
+            ReqState::LinkBody => Need::Body {
+                len: self.pending,
+                what: "LINK",
+            },
             ReqState::Done => Need::Done,
             _ => Need::Header,
         }
@@ -311,9 +395,59 @@ impl Decoder for RequestDecoder {
                 self.version = version;
                 self.state = ReqState::Argc;
                 if version == Version::Pump {
-                    // Pump mode sends CDIR next; we answer it with a refusal.
-                    return Err(ProtocolError::UnsupportedVersion(3));
+                    if !self.accept_pump {
+                        // Answered with a refusal that says why.
+                        return Err(ProtocolError::UnsupportedVersion(3));
+                    }
+                    self.state = ReqState::Cdir;
                 }
+            }
+            ReqState::Cdir => {
+                let len = token::expect(h, Tag::Cdir)?;
+                too_large("CDIR", len.into(), self.limits.max_arg_len.into())?;
+                self.pending = len;
+                self.state = ReqState::CdirBody;
+            }
+            ReqState::Nfil => {
+                let n = token::expect(h, Tag::Nfil)?;
+                too_large("NFIL", n.into(), self.limits.max_files.into())?;
+                self.nfil = n;
+                self.state = if n == 0 { ReqState::Done } else { ReqState::Name };
+            }
+            ReqState::Name => {
+                let len = token::expect(h, Tag::Name)?;
+                too_large("NAME", len.into(), self.limits.max_arg_len.into())?;
+                self.pending = len;
+                self.state = ReqState::NameBody;
+            }
+            ReqState::Entry => {
+                let t = token::decode(h)?;
+                let state = match t.tag {
+                    Tag::File => ReqState::FileBody,
+                    Tag::Link => ReqState::LinkBody,
+                    got => {
+                        return Err(ProtocolError::Unexpected {
+                            expected: Tag::File,
+                            got,
+                        });
+                    }
+                };
+                let limit = if state == ReqState::FileBody {
+                    self.limits.max_body
+                } else {
+                    self.limits.max_arg_len
+                };
+                too_large(
+                    if state == ReqState::FileBody {
+                        "FILE"
+                    } else {
+                        "LINK"
+                    },
+                    t.val.into(),
+                    limit.into(),
+                )?;
+                self.pending = t.val;
+                self.state = state;
             }
             ReqState::Argc => {
                 let n = token::expect(h, Tag::Argc)?;
@@ -345,7 +479,13 @@ impl Decoder for RequestDecoder {
                     ReqState::DotiBody(len)
                 };
             }
-            ReqState::ArgvBody | ReqState::DotiBody(_) | ReqState::Done => {
+            ReqState::ArgvBody
+            | ReqState::DotiBody(_)
+            | ReqState::CdirBody
+            | ReqState::NameBody
+            | ReqState::FileBody
+            | ReqState::LinkBody
+            | ReqState::Done => {
                 unreachable!("adapter read a header when a body or nothing was needed")
             }
         }
@@ -356,10 +496,46 @@ impl Decoder for RequestDecoder {
         match self.state {
             ReqState::ArgvBody => {
                 self.argv.push(b);
-                self.state = if self.argv.len() as u32 == self.argc {
-                    ReqState::Doti
+                self.state = match (self.argv.len() as u32 == self.argc, &self.pump) {
+                    (false, _) => ReqState::Argv,
+                    (true, None) => ReqState::Doti,
+                    (true, Some(_)) => ReqState::Nfil,
+                };
+            }
+            ReqState::CdirBody => {
+                self.pump = Some(PumpInput {
+                    cwd: b,
+                    entries: Vec::new(),
+                });
+                self.state = ReqState::Argc;
+            }
+            ReqState::NameBody => {
+                self.name = b;
+                self.state = ReqState::Entry;
+            }
+            ReqState::FileBody | ReqState::LinkBody => {
+                let entry = if self.state == ReqState::FileBody {
+                    // All files together within the plain limit, as one source.
+                    let room = Limits {
+                        max_plain: self.limits.max_plain.saturating_sub(self.pump_bytes),
+                        ..self.limits.clone()
+                    };
+                    let bytes = if b.is_empty() {
+                        b
+                    } else {
+                        get_bulk(self.version, b, &room)?
+                    };
+                    self.pump_bytes += bytes.len();
+                    PumpEntry::File(bytes)
                 } else {
-                    ReqState::Argv
+                    PumpEntry::Link(b)
+                };
+                let pump = self.pump.as_mut().expect("protocol 3 has its CDIR");
+                pump.entries.push((std::mem::take(&mut self.name), entry));
+                self.state = if pump.entries.len() as u32 == self.nfil {
+                    ReqState::Done
+                } else {
+                    ReqState::Name
                 };
             }
             ReqState::DotiBody(_) => {
@@ -377,6 +553,7 @@ impl Decoder for RequestDecoder {
             version: self.version,
             argv: self.argv,
             doti: self.doti,
+            pump: self.pump,
         }
     }
 }
@@ -498,6 +675,126 @@ mod tests {
     use super::super::blocking::read_message;
     use super::*;
 
+    fn capture(name: &str) -> Vec<u8> {
+        let p = format!("{}/tests/data/pump-capture/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    fn decode_all(bytes: &[u8], mut dec: RequestDecoder) -> Result<Request, ProtocolError> {
+        let mut at = 0;
+        loop {
+            match dec.need() {
+                Need::Header => {
+                    let h: &[u8; HEADER_LEN] = bytes
+                        .get(at..at + HEADER_LEN)
+                        .ok_or(ProtocolError::Truncated("a header"))?
+                        .try_into()
+                        .unwrap();
+                    at += HEADER_LEN;
+                    dec.header(h)?;
+                }
+                Need::Body { len, what } => {
+                    let b = bytes
+                        .get(at..at + len as usize)
+                        .ok_or(ProtocolError::Truncated(what))?;
+                    at += len as usize;
+                    dec.body(b.to_vec())?;
+                }
+                Need::Done => {
+                    assert_eq!(at, bytes.len(), "the whole capture is one request");
+                    return Ok(dec.finish());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn distcc_34_pump_requests_decode_and_encode_back() {
+        let bytes = capture("ok-md.c2s.bin");
+        let req = decode_all(&bytes, RequestDecoder::with_pump(Limits::default())).unwrap();
+        assert_eq!(req.version, Version::Pump);
+        let pump = req
+            .pump
+            .as_ref()
+            .expect("a protocol-3 request has CDIR and files");
+        assert_eq!(pump.cwd, b"/tmp/pumptest");
+        assert_eq!(req.argv.len(), 15);
+        assert_eq!(req.argv[0], b"x86_64-linux-gnu-gcc");
+        assert_eq!(&req.argv[13..], [b"-MT".to_vec(), b"src/main.o".to_vec()]);
+        assert!(req.doti.is_empty());
+        let files = pump
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, PumpEntry::File(_)))
+            .count();
+        let links: Vec<_> = pump
+            .entries
+            .iter()
+            .filter_map(|(n, e)| match e {
+                PumpEntry::Link(t) => Some((n.clone(), t.clone())),
+                PumpEntry::File(_) => None,
+            })
+            .collect();
+        assert_eq!((pump.entries.len(), files, links.len()), (17, 14, 3));
+        assert!(
+            links.contains(&(
+                b"/usr/include".to_vec(),
+                [&b"../"[..]; 22]
+                    .concat()
+                    .into_iter()
+                    .chain(*b"usr/include")
+                    .collect()
+            ))
+        );
+        let (name, main) = &pump.entries[0];
+        assert_eq!(name, b"/tmp/pumptest/src/main.c");
+        let PumpEntry::File(main) = main else {
+            panic!("main.c is a file")
+        };
+        assert!(main.starts_with(b"#include <stdio.h>\n#include \"foo.h\"\n"));
+        // Our encoder gives the same request back, byte for byte: lzo1x_1 is
+        // deterministic, and distcc 3.4 sends an empty file as no body.
+        assert_eq!(req.encode(), bytes);
+        // Every capture decodes; a decoder without pump mode refuses at DIST.
+        for name in ["ok-nodeps.c2s.bin", "fail.c2s.bin"] {
+            let r = decode_all(&capture(name), RequestDecoder::with_pump(Limits::default())).unwrap();
+            assert_eq!(r.encode(), capture(name), "{name}");
+        }
+        assert_eq!(
+            decode_all(&bytes, RequestDecoder::new(Limits::default())).unwrap_err(),
+            ProtocolError::UnsupportedVersion(3)
+        );
+    }
+
+    #[test]
+    fn pump_requests_are_bounded() {
+        let base = decode_all(
+            &capture("ok-md.c2s.bin"),
+            RequestDecoder::with_pump(Limits::default()),
+        )
+        .unwrap();
+        let bytes = base.encode();
+        // Fewer files allowed than sent; all files together past the plain limit.
+        let few = Limits {
+            max_files: 16,
+            ..Limits::default()
+        };
+        let e = decode_all(&bytes, RequestDecoder::with_pump(few)).unwrap_err();
+        assert!(matches!(e, ProtocolError::TooLarge { what: "NFIL", .. }), "{e}");
+        let small = Limits {
+            max_plain: 400,
+            ..Limits::default()
+        };
+        let e = decode_all(&bytes, RequestDecoder::with_pump(small)).unwrap_err();
+        assert!(matches!(e, ProtocolError::TooLarge { .. }), "{e}");
+        // Something other than FILE or LINK after a NAME.
+        let mut bad = bytes.clone();
+        let at = bad.windows(4).position(|w| w == b"FILE").unwrap();
+        bad[at..at + 4].copy_from_slice(b"DOTI");
+        let e = decode_all(&bad, RequestDecoder::with_pump(Limits::default())).unwrap_err();
+        assert!(matches!(e, ProtocolError::Unexpected { .. }), "{e}");
+    }
+
     #[test]
     fn versions_round_trip_their_numbers_and_say_their_compression() {
         let cases = [
@@ -542,6 +839,7 @@ mod tests {
             version: Version::Plain,
             argv: argv(&["gcc", "-c", "x.i", "-o", "x.o"]),
             doti: b"int x;\n".to_vec(),
+            pump: None,
         };
         let bytes = req.encode();
         assert_eq!(bytes.len(), 116);
@@ -558,6 +856,7 @@ mod tests {
             version: Version::Lzo,
             argv: argv(&["gcc", "-c", "x.i", "-o", "x.o"]),
             doti: b"int x;\n".to_vec(),
+            pump: None,
         };
         let mut want = WORKED_V1[..WORKED_V1.len() - 19].to_vec();
         want[11] = b'2';
@@ -626,6 +925,7 @@ mod tests {
             max_argv_bytes: 40,
             max_body: 64,
             max_plain: 1024,
+            max_files: 4,
         };
         let cases: &[(&[u8], &str)] = &[
             (b"DIST00000004", "unsupported protocol version 4"),
@@ -683,6 +983,7 @@ mod tests {
             version: Version::Lzo,
             argv: argv(&["gcc"]),
             doti: vec![0; 1 << 20],
+            pump: None,
         }
         .encode();
         let roomy = Limits {

@@ -208,6 +208,7 @@ fn fuzz_protocol_decoders() {
         version: Version::Lzo,
         argv: vec![b"gcc".to_vec(), b"-c".to_vec(), b"x.c".to_vec()],
         doti: b"int x;\n".to_vec(),
+        pump: None,
     }
     .encode();
     let rep = Reply {
@@ -224,6 +225,7 @@ fn fuzz_protocol_decoders() {
         max_argv_bytes: 8192,
         max_body: 1 << 16,
         max_plain: 1 << 18,
+        max_files: 64,
     };
     run("protocol", |rng| {
         let input = match rng.below(3) {

@@ -330,6 +330,7 @@ pub fn request(version: Version, argv: &[&str], doti: &[u8]) -> Request {
         version,
         argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
         doti: doti.to_vec(),
+        pump: None,
     }
 }
 
