@@ -17,6 +17,7 @@ pub mod journal;
 pub mod live;
 pub mod options;
 pub mod process;
+pub mod pump;
 pub mod sandbox;
 pub mod start;
 pub mod stats;
