@@ -32,6 +32,29 @@ pub struct ServerJob {
     pub input_name: String,
     /// Extension the job's input file must have (`i`, `ii`, `mi`, `mii`).
     pub input_ext: &'static str,
+    /// Pump mode: the dependency file's target the client asked for (its
+    /// first `-MT`), and where the compiler writes the dependency file.
+    pub deps: Option<PumpDeps>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PumpDeps {
+    pub target: Option<String>,
+    pub file: String,
+}
+
+/// What a pump-mode (protocol 3) job needs beyond plain mode's rewrite.
+#[derive(Clone, Copy, Debug)]
+pub struct PumpJob<'a> {
+    /// The job's root, under which the client's absolute paths are.
+    pub root: &'a str,
+    /// Where the compiler writes the dependency file.
+    pub deps_file: &'a str,
+}
+
+/// `root` + an absolute client path, as distcc 3.4 joins them.
+fn under_root(root: &str, path: &str) -> String {
+    format!("{}/{}", root.trim_end_matches('/'), path.trim_start_matches('/'))
 }
 
 fn preprocessed_language(lang: &str) -> Option<&'static str> {
@@ -106,10 +129,44 @@ pub fn rewrite(
     output: &str,
     sysroots: &[String],
 ) -> Result<ServerJob, Refusal> {
+    rewrite_for(argv, input, output, sysroots, None)
+}
+
+/// Pump mode's rewrite (protocol 3): the compiler preprocesses, so the
+/// preprocessor's options are kept, with absolute paths taken under the
+/// job's root; the source keeps its language; the dependency file is the
+/// server's (`-MMD` unless `-MD`/`-MMD`, then `-MF`); and the debug info
+/// and `__FILE__` name the client's paths, not the root's.
+pub fn rewrite_pump(
+    argv: &[String],
+    output: &str,
+    sysroots: &[String],
+    pump: PumpJob<'_>,
+) -> Result<ServerJob, Refusal> {
+    let root = pump.root;
+    let input = |name: &str| {
+        if name.starts_with('/') {
+            under_root(root, name)
+        } else {
+            name.to_owned()
+        }
+    };
+    rewrite_for(argv, input, output, sysroots, Some(pump))
+}
+
+fn rewrite_for(
+    argv: &[String],
+    input: impl Fn(&str) -> String,
+    output: &str,
+    sysroots: &[String],
+    pump: Option<PumpJob<'_>>,
+) -> Result<ServerJob, Refusal> {
     let Some((compiler, words)) = argv.split_first() else {
         return refuse("empty command line");
     };
     let mut out = vec![compiler.clone()];
+    let mut deps_wanted = false;
+    let mut deps_target: Option<String> = None;
     let mut compile = false;
     let mut input_name: Option<String> = None;
     let mut output_seen = false;
@@ -153,6 +210,47 @@ pub fn rewrite(
         }
         let (flag, value) = (t.flag, t.value);
         let push_as_is = |out: &mut Vec<String>| t.push(word, out);
+        if let Some(p) = pump {
+            match flag.pump {
+                table::Pump::AsServer => {}
+                table::Pump::Keep => {
+                    deps_wanted |= matches!(word, "-MD" | "-MMD");
+                    push_as_is(&mut out);
+                    continue;
+                }
+                table::Pump::Path => {
+                    let v = value.unwrap_or_default();
+                    if v.starts_with('=') || v.starts_with("$SYSROOT") {
+                        return refuse(format!("option '{word}' names a sysroot-relative directory"));
+                    }
+                    let v = if v.starts_with('/') {
+                        under_root(p.root, v)
+                    } else {
+                        v.to_owned()
+                    };
+                    out.push(flag.name.to_owned());
+                    out.push(v);
+                    continue;
+                }
+                table::Pump::DepsFile => continue,
+                table::Pump::DepsTarget => {
+                    if deps_target.is_none() {
+                        deps_target = Some(value.unwrap_or_default().to_owned());
+                    } else {
+                        push_as_is(&mut out);
+                    }
+                    continue;
+                }
+                table::Pump::SourceLanguage => {
+                    let lang = value.unwrap_or_default();
+                    if preprocessed_language(lang).is_none() || lang == "none" {
+                        return refuse(format!("-x {lang}: not a language this server compiles"));
+                    }
+                    push_as_is(&mut out);
+                    continue;
+                }
+            }
+        }
         match flag.server {
             Server::Keep => push_as_is(&mut out),
             Server::KeepNoPaths => {
@@ -225,10 +323,26 @@ pub fn rewrite(
         out.push("-o".to_owned());
         out.push(output.to_owned());
     }
+    let deps = pump.map(|p| {
+        if !deps_wanted {
+            out.push("-MMD".to_owned());
+        }
+        out.push("-MF".to_owned());
+        out.push(p.deps_file.to_owned());
+        // The client's paths in the debug info and in __FILE__, as in a
+        // local build: distcc 3.4 patches .debug_info and .debug_str after
+        // the fact and misses DWARF 5's .debug_line_str.
+        out.push(format!("-ffile-prefix-map={}=", p.root.trim_end_matches('/')));
+        PumpDeps {
+            target: deps_target,
+            file: p.deps_file.to_owned(),
+        }
+    });
     Ok(ServerJob {
         argv: out,
         input_name,
         input_ext,
+        deps,
     })
 }
 
@@ -563,6 +677,83 @@ mod tests {
             let got = run(cmd);
             assert!(matches!(&got, Err(e) if e.contains(want)), "{cmd}: {got:?}");
         }
+    }
+
+    #[test]
+    fn pump_mode_keeps_the_preprocessor_options_under_the_root() {
+        let pump = PumpJob {
+            root: "/srv/job/root",
+            deps_file: "/srv/job/deps.d",
+        };
+        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        // What distcc 3.4's pump client sent (tests/data/pump-capture/ok-md).
+        let job = rewrite_pump(
+            &words(
+                "x86_64-linux-gnu-gcc -O2 -g -Iinclude -I/tmp/pumptest/abs_inc -iquote quote_inc -Igen -MD -c \
+                 src/main.c -o src/main.o -MT src/main.o",
+            ),
+            "/srv/job/out.o",
+            &[],
+            pump,
+        )
+        .unwrap();
+        assert_eq!(
+            job.argv.join(" "),
+            "x86_64-linux-gnu-gcc -O2 -g -I include -I /srv/job/root/tmp/pumptest/abs_inc -iquote quote_inc -I gen \
+             -MD -c src/main.c -o /srv/job/out.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root="
+        );
+        assert_eq!(
+            job.deps,
+            Some(PumpDeps {
+                target: Some("src/main.o".into()),
+                file: "/srv/job/deps.d".into()
+            })
+        );
+        // (command line, what the server runs, or the refusal's piece)
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            (
+                "gcc -c /abs/x.c -o x.o",
+                Ok(
+                    "gcc -c /srv/job/root/abs/x.c -o /srv/job/out.o -MMD -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
+                ),
+            ),
+            (
+                "gcc -include /abs/cfg.h -imacros m.h -isystem /sys -idirafter after -DX=1 -UY -c x.c",
+                Ok(
+                    "gcc -include /srv/job/root/abs/cfg.h -imacros m.h -isystem /srv/job/root/sys -idirafter after -DX=1 \
+                    -UY -c x.c -o /srv/job/out.o -MMD -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
+                ),
+            ),
+            (
+                "gcc -MMD -MF x.d -MT a -MT b -MP -x c -c x.c",
+                Ok(
+                    "gcc -MMD -MT b -MP -x c -c x.c -o /srv/job/out.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
+                ),
+            ),
+            ("gcc -I=/usr/include -c x.c", Err("sysroot-relative")),
+            ("gcc -M -c x.c", Err("-M")),
+            ("gcc -Xpreprocessor -foo -c x.c", Err("-Xpreprocessor")),
+            ("gcc -fplugin=x.so -c x.c", Err("-fplugin")),
+            ("gcc --sysroot=/opt/sr -c x.c", Err("sysroot")),
+            ("gcc -x assembler -c x.s", Err("-x assembler")),
+            ("gcc -E x.c", Err("-E")),
+        ];
+        for (cmd, want) in cases {
+            let got = rewrite_pump(&words(cmd), "/srv/job/out.o", &[], pump);
+            match (got, want) {
+                (Ok(job), Ok(w)) => assert_eq!(job.argv.join(" "), words(w).join(" "), "{cmd}"),
+                (Err(e), Err(w)) => assert!(e.0.contains(w), "{cmd}: {e}"),
+                (got, want) => panic!("{cmd}: got {got:?}, want {want:?}"),
+            }
+        }
+        // Plain mode is as it was: the preprocessor's options are refused.
+        assert!(rewrite(&words("gcc -include cfg.h -c x.c"), |i| i.into(), "o", &[]).is_err());
+        assert_eq!(
+            rewrite(&words("gcc -c x.c"), |i| i.into(), "o", &[])
+                .unwrap()
+                .deps,
+            None
+        );
     }
 
     #[test]

@@ -84,6 +84,30 @@ pub struct Flag {
     pub form: Form,
     pub client: Client,
     pub server: Server,
+    /// What the server does with it in pump mode, where it preprocesses.
+    pub pump: Pump,
+}
+
+/// What the server does with a flag in pump mode (protocol 3), where the
+/// compiler preprocesses the files the client sent under the job's root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pump {
+    /// As in plain mode (the `server` column).
+    AsServer,
+    /// Passed as it is: preprocessor options plain mode has no use for.
+    Keep,
+    /// A path option (`-I`, `-include` …): an absolute path is taken under
+    /// the job's root, where the client's files are; a relative one is left
+    /// to resolve from the client's directory there.
+    Path,
+    /// `-MF`: dropped with its value; the server writes the dependency file
+    /// where it chooses and returns it.
+    DepsFile,
+    /// `-MT`: the first is dropped and becomes the dependency file's target
+    /// (distcc 3.4's rule: gcc appends targets, distcc replaces).
+    DepsTarget,
+    /// `-x`: the source language as given (the server preprocesses).
+    SourceLanguage,
 }
 
 const fn f(name: &'static str, form: Form, client: Client, server: Server) -> Flag {
@@ -92,6 +116,13 @@ const fn f(name: &'static str, form: Form, client: Client, server: Server) -> Fl
         form,
         client,
         server,
+        pump: Pump::AsServer,
+    }
+}
+
+impl Flag {
+    const fn pump(self, pump: Pump) -> Flag {
+        Flag { pump, ..self }
     }
 }
 
@@ -117,9 +148,9 @@ pub static FLAGS: &[Flag] = &[
     f("--sysroot", JoinedOrSeparate, CppOnly, Sysroot),
     f("--target=", Prefix, Both, Keep),
     f("-B", JoinedOrSeparate, Local(RUNS_CODE), Refuse(RUNS_CODE)),
-    f("-D", JoinedOrSeparate, CppOnly, Keep),
+    f("-D", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Keep),
     f("-E", Exact, Local("-E only preprocesses"), Refuse(PREPROCESS)),
-    f("-I", JoinedOrSeparate, CppOnly, Keep),
+    f("-I", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Path),
     f("-L", JoinedOrSeparate, CppOnly, Keep),
     f(
         "-M",
@@ -127,16 +158,16 @@ pub static FLAGS: &[Flag] = &[
         Local("-M and -MM only preprocess"),
         Refuse(PREPROCESS),
     ),
-    f("-MD", Exact, DepsWanted, Refuse(PREPROCESS)),
-    f("-MF", JoinedOrSeparate, DepsFile, Refuse(PREPROCESS)),
-    f("-MG", Exact, DepsOther, Refuse(PREPROCESS)),
-    f("-MMD", Exact, DepsWanted, Refuse(PREPROCESS)),
-    f("-MP", Exact, DepsOther, Refuse(PREPROCESS)),
-    f("-MQ", JoinedOrSeparate, DepsTarget, Refuse(PREPROCESS)),
-    f("-MT", JoinedOrSeparate, DepsTarget, Refuse(PREPROCESS)),
+    f("-MD", Exact, DepsWanted, Refuse(PREPROCESS)).pump(Pump::Keep),
+    f("-MF", JoinedOrSeparate, DepsFile, Refuse(PREPROCESS)).pump(Pump::DepsFile),
+    f("-MG", Exact, DepsOther, Refuse(PREPROCESS)).pump(Pump::Keep),
+    f("-MMD", Exact, DepsWanted, Refuse(PREPROCESS)).pump(Pump::Keep),
+    f("-MP", Exact, DepsOther, Refuse(PREPROCESS)).pump(Pump::Keep),
+    f("-MQ", JoinedOrSeparate, DepsTarget, Refuse(PREPROCESS)).pump(Pump::Keep),
+    f("-MT", JoinedOrSeparate, DepsTarget, Refuse(PREPROCESS)).pump(Pump::DepsTarget),
     f("-O", Prefix, Both, Keep),
     f("-S", Exact, CompileMode, Compile),
-    f("-U", JoinedOrSeparate, CppOnly, Keep),
+    f("-U", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Keep),
     f("-W", Prefix, Both, Keep),
     f("-Wa,", Prefix, Checked, Assembler),
     f("-Wl,", Prefix, CppOnly, Keep),
@@ -178,16 +209,16 @@ pub static FLAGS: &[Flag] = &[
     f("-ftest-coverage", Exact, Local(PROFILE), Refuse(PROFILE)),
     f("-g", Prefix, Both, Keep),
     f("-gsplit-dwarf", Prefix, Local(SPLIT_DWARF), Refuse(SPLIT_DWARF)),
-    f("-idirafter", JoinedOrSeparate, CppOnly, Keep),
-    f("-imacros", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
+    f("-idirafter", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Path),
+    f("-imacros", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)).pump(Pump::Path),
     f("-imultilib", Separate, CppOnly, Keep),
-    f("-include", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)),
-    f("-iprefix", JoinedOrSeparate, CppOnly, Keep),
-    f("-iquote", JoinedOrSeparate, CppOnly, Keep),
+    f("-include", JoinedOrSeparate, CppOnly, Refuse(READS_FILE)).pump(Pump::Path),
+    f("-iprefix", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Path),
+    f("-iquote", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Path),
     f("-isysroot", JoinedOrSeparate, CppOnly, Sysroot),
-    f("-isystem", JoinedOrSeparate, CppOnly, Keep),
-    f("-iwithprefix", JoinedOrSeparate, CppOnly, Keep),
-    f("-iwithprefixbefore", JoinedOrSeparate, CppOnly, Keep),
+    f("-isystem", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Path),
+    f("-iwithprefix", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Keep),
+    f("-iwithprefixbefore", JoinedOrSeparate, CppOnly, Keep).pump(Pump::Keep),
     f("-l", JoinedOrSeparate, CppOnly, Keep),
     f("-m", Prefix, Checked, KeepNoPaths),
     f("-march=native", Exact, Native, Refuse(NATIVE)),
@@ -213,12 +244,12 @@ pub static FLAGS: &[Flag] = &[
     f("-std=", Prefix, Both, Keep),
     f("-stdlib=", Prefix, CppOnly, Keep),
     f("-target", Separate, Both, Keep),
-    f("-trigraphs", Exact, CppOnly, Refuse(PREPROCESS)),
+    f("-trigraphs", Exact, CppOnly, Refuse(PREPROCESS)).pump(Pump::Keep),
     f("-undef", Exact, CppOnly, Keep),
     f("-v", Exact, Both, Keep),
     f("-w", Exact, Both, Keep),
     f("-wrapper", Separate, Local(RUNS_CODE), Refuse(RUNS_CODE)),
-    f("-x", JoinedOrSeparate, Lang, Language),
+    f("-x", JoinedOrSeparate, Lang, Language).pump(Pump::SourceLanguage),
     f(
         "@",
         Prefix,
