@@ -270,6 +270,7 @@ fn refusal_reply(version: Version, r: &Refusal) -> Reply {
         stderr: format!("distccd-rs on {host}: {}\n", r.why).into_bytes(),
         stdout: Vec::new(),
         object: Vec::new(),
+        dotd: None,
     }
 }
 
@@ -831,6 +832,7 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         stderr,
         stdout,
         object,
+        dotd: None,
     };
     Ok((reply, compiled, held))
 }

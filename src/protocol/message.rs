@@ -129,6 +129,9 @@ pub struct Reply {
     pub stderr: Vec<u8>,
     pub stdout: Vec<u8>,
     pub object: Vec<u8>,
+    /// Protocol 3, after a successful compile: the dependency file, with
+    /// the client's paths (distcc 3.4 always sends it then).
+    pub dotd: Option<Vec<u8>>,
 }
 
 /// A bulk body as it goes on the wire: compressed if the version says so.
@@ -220,6 +223,14 @@ impl Reply {
         // distcc sends an object only for a successful compile.
         let object: &[u8] = if self.status == 0 { &self.object } else { &[] };
         put_bulk(self.version, Tag::Doto, object, &mut out);
+        if self.version == Version::Pump && self.status == 0 {
+            put_bulk(
+                self.version,
+                Tag::Dotd,
+                self.dotd.as_deref().unwrap_or_default(),
+                &mut out,
+            );
+        }
         out
     }
 }
@@ -565,6 +576,7 @@ enum ReplyState {
     Serr,
     Sout,
     Doto,
+    Dotd,
     Body(Tag, u32),
     Finished,
 }
@@ -588,7 +600,19 @@ impl ReplyDecoder {
                 stderr: vec![],
                 stdout: vec![],
                 object: vec![],
+                dotd: None,
             },
+        }
+    }
+}
+
+impl ReplyDecoder {
+    /// Protocol 3 sends DOTD after a successful compile's DOTO.
+    fn after_doto(&self) -> ReplyState {
+        if self.version == Version::Pump && self.reply.status == 0 {
+            ReplyState::Dotd
+        } else {
+            ReplyState::Finished
         }
     }
 }
@@ -603,6 +627,7 @@ impl Decoder for ReplyDecoder {
                 what: match tag {
                     Tag::Serr => "SERR",
                     Tag::Sout => "SOUT",
+                    Tag::Dotd => "DOTD",
                     _ => "DOTO",
                 },
             },
@@ -628,13 +653,17 @@ impl Decoder for ReplyDecoder {
             }
             ReplyState::Serr => (Tag::Serr, ReplyState::Sout),
             ReplyState::Sout => (Tag::Sout, ReplyState::Doto),
-            ReplyState::Doto => (Tag::Doto, ReplyState::Finished),
+            ReplyState::Doto => (Tag::Doto, self.after_doto()),
+            ReplyState::Dotd => (Tag::Dotd, ReplyState::Finished),
             ReplyState::Body(..) | ReplyState::Finished => {
                 unreachable!("adapter read a header when a body or nothing was needed")
             }
         };
         let len = token::expect(h, tag)?;
         too_large("reply body", len.into(), self.limits.max_body.into())?;
+        if tag == Tag::Dotd && len == 0 {
+            self.reply.dotd = Some(Vec::new());
+        }
         self.state = if len == 0 {
             next
         } else {
@@ -657,9 +686,13 @@ impl Decoder for ReplyDecoder {
                 self.reply.stdout = plain;
                 ReplyState::Doto
             }
+            Tag::Dotd => {
+                self.reply.dotd = Some(plain);
+                ReplyState::Finished
+            }
             _ => {
                 self.reply.object = plain;
-                ReplyState::Finished
+                self.after_doto()
             }
         };
         Ok(())
@@ -763,6 +796,49 @@ mod tests {
         assert_eq!(
             decode_all(&bytes, RequestDecoder::new(Limits::default())).unwrap_err(),
             ProtocolError::UnsupportedVersion(3)
+        );
+    }
+
+    #[test]
+    fn distcc_34_pump_replies_decode_and_encode_back() {
+        fn reply(name: &str) -> Reply {
+            let bytes = capture(name);
+            let mut dec = ReplyDecoder::new(Version::Pump, Limits::default());
+            let mut at = 0;
+            loop {
+                match dec.need() {
+                    Need::Header => {
+                        dec.header(bytes[at..at + HEADER_LEN].try_into().unwrap())
+                            .unwrap();
+                        at += HEADER_LEN;
+                    }
+                    Need::Body { len, .. } => {
+                        dec.body(bytes[at..at + len as usize].to_vec()).unwrap();
+                        at += len as usize;
+                    }
+                    Need::Done => break,
+                }
+            }
+            assert_eq!(at, bytes.len(), "{name}: the whole capture is one reply");
+            let r = dec.finish();
+            assert_eq!(r.encode(), bytes, "{name}: encoded back byte for byte");
+            r
+        }
+        let ok = reply("ok-md.s2c.bin");
+        assert_eq!(ok.status, 0);
+        assert!(ok.object.starts_with(b"\x7fELF"));
+        let dotd = String::from_utf8(ok.dotd.expect("DOTD after a successful compile")).unwrap();
+        assert!(
+            dotd.starts_with("src/main.o: src/main.c /usr/include/stdc-predef.h"),
+            "{dotd}"
+        );
+        assert!(!dotd.contains("distccd_"), "the server's root is gone: {dotd}");
+        assert!(reply("ok-nodeps.s2c.bin").dotd.is_some(), "DOTD even without -MD");
+        let fail = reply("fail.s2c.bin");
+        assert_eq!(
+            (fail.status, fail.dotd),
+            (0x100, None),
+            "no DOTD after a failed compile"
         );
     }
 
@@ -879,6 +955,7 @@ mod tests {
             stderr: b"y.i:1:9: error: expected expression\n".to_vec(),
             stdout: vec![],
             object: b"ignored on failure".to_vec(),
+            dotd: None,
         };
         let bytes = failed.encode();
         assert_eq!(
@@ -894,6 +971,7 @@ mod tests {
             back,
             Reply {
                 object: vec![],
+                dotd: None,
                 ..failed
             }
         );
@@ -904,6 +982,7 @@ mod tests {
             stderr: vec![],
             stdout: vec![],
             object: vec![0x7f; 900],
+            dotd: None,
         };
         let bytes = ok.encode();
         assert!(bytes.starts_with(b"DONE00000002STAT00000000SERR00000000SOUT00000000DOTO"));

@@ -217,6 +217,7 @@ fn fuzz_protocol_decoders() {
         stderr: b"w".to_vec(),
         stdout: vec![],
         object: vec![7; 100],
+        dotd: None,
     }
     .encode();
     let small = Limits {
