@@ -32,13 +32,14 @@ pub struct ServerJob {
     pub input_name: String,
     /// Extension the job's input file must have (`i`, `ii`, `mi`, `mii`).
     pub input_ext: &'static str,
-    /// Pump mode: the dependency file's target the client asked for (its
-    /// first `-MT`), and where the compiler writes the dependency file.
+    /// Pump mode: the dependency file's target (the client's first `-MT`,
+    /// else its `-o`), and where the compiler writes the dependency file.
     pub deps: Option<PumpDeps>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PumpDeps {
+    /// The client's first `-MT`, else its `-o`.
     pub target: Option<String>,
     pub file: String,
 }
@@ -167,6 +168,7 @@ fn rewrite_for(
     let mut out = vec![compiler.clone()];
     let mut deps_wanted = false;
     let mut deps_target: Option<String> = None;
+    let mut client_output: Option<String> = None;
     let mut compile = false;
     let mut input_name: Option<String> = None;
     let mut output_seen = false;
@@ -234,11 +236,10 @@ fn rewrite_for(
                 }
                 table::Pump::DepsFile => continue,
                 table::Pump::DepsTarget => {
-                    if deps_target.is_none() {
-                        deps_target = Some(value.unwrap_or_default().to_owned());
-                    } else {
-                        push_as_is(&mut out);
-                    }
+                    // Kept, so the compiler writes the client's target and
+                    // lays the file out as a local build does.
+                    deps_target.get_or_insert_with(|| value.unwrap_or_default().to_owned());
+                    push_as_is(&mut out);
                     continue;
                 }
                 table::Pump::SourceLanguage => {
@@ -271,6 +272,7 @@ fn rewrite_for(
                     return refuse("more than one -o");
                 }
                 output_seen = true;
+                client_output = value.map(str::to_owned);
                 out.push("-o".to_owned());
                 out.push(output.to_owned());
             }
@@ -327,6 +329,13 @@ fn rewrite_for(
         if !deps_wanted {
             out.push("-MMD".to_owned());
         }
+        // The object's name is the server's: say the client's instead.
+        let has_target = words.iter().any(|w| w.starts_with("-MT") || w.starts_with("-MQ"));
+        let client_target = deps_target.clone().or_else(|| client_output.clone());
+        if !has_target && let Some(t) = &client_target {
+            out.push("-MT".to_owned());
+            out.push(t.clone());
+        }
         out.push("-MF".to_owned());
         out.push(p.deps_file.to_owned());
         // The client's paths in the debug info and in __FILE__, as in a
@@ -334,7 +343,9 @@ fn rewrite_for(
         // the fact and misses DWARF 5's .debug_line_str.
         out.push(format!("-ffile-prefix-map={}=", p.root.trim_end_matches('/')));
         PumpDeps {
-            target: deps_target,
+            // Without -MT the target is the object's name, as gcc makes it
+            // from -o (or the input's base name).
+            target: client_target,
             file: p.deps_file.to_owned(),
         }
     });
@@ -700,7 +711,7 @@ mod tests {
         assert_eq!(
             job.argv.join(" "),
             "x86_64-linux-gnu-gcc -O2 -g -I include -I /srv/job/root/tmp/pumptest/abs_inc -iquote quote_inc -I gen \
-             -MD -c src/main.c -o /srv/job/out.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root="
+             -MD -c src/main.c -o /srv/job/out.o -MT src/main.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root="
         );
         assert_eq!(
             job.deps,
@@ -714,7 +725,7 @@ mod tests {
             (
                 "gcc -c /abs/x.c -o x.o",
                 Ok(
-                    "gcc -c /srv/job/root/abs/x.c -o /srv/job/out.o -MMD -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
+                    "gcc -c /srv/job/root/abs/x.c -o /srv/job/out.o -MMD -MT x.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
                 ),
             ),
             (
@@ -727,7 +738,7 @@ mod tests {
             (
                 "gcc -MMD -MF x.d -MT a -MT b -MP -x c -c x.c",
                 Ok(
-                    "gcc -MMD -MT b -MP -x c -c x.c -o /srv/job/out.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
+                    "gcc -MMD -MT a -MT b -MP -x c -c x.c -o /srv/job/out.o -MF /srv/job/deps.d -ffile-prefix-map=/srv/job/root=",
                 ),
             ),
             ("gcc -I=/usr/include -c x.c", Err("sysroot-relative")),

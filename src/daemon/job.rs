@@ -450,8 +450,10 @@ async fn admit<'s, R: AsyncRead + Unpin>(
         Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
         Ok(Ok(_)) => {}
     }
-    let mut dec = RequestDecoder::new(cfg.limits.clone());
+    let mut dec = RequestDecoder::with_pump(cfg.limits.clone());
     let mut held = server.budget.none();
+    // Taken when the source starts (DOTI, or protocol 3's first FILE).
+    let mut sending = None;
     let all_by = connected + cfg.request_timeout;
     let busy = |budget: &Budget| {
         Refusal::new(
@@ -468,7 +470,8 @@ async fn admit<'s, R: AsyncRead + Unpin>(
         match dec.need() {
             Need::Header => {
                 let mut h = [0u8; HEADER_LEN];
-                match timeout_at(header_by, reader.read_exact(&mut h)).await {
+                let by = if sending.is_some() { all_by } else { header_by };
+                match timeout_at(by, reader.read_exact(&mut h)).await {
                     Err(_) => return Err(late("request header").into()),
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                         return Err(if dec.version().is_none() {
@@ -484,19 +487,24 @@ async fn admit<'s, R: AsyncRead + Unpin>(
                 *version = dec.version();
                 r.map_err(protocol_refusal)?;
             }
-            Need::Body { len, what: "DOTI" } => {
+            Need::Body {
+                len,
+                what: what @ ("DOTI" | "FILE"),
+            } => {
                 let len = len as usize;
-                let Ok(permit) = timeout_at(all_by, server.sending.acquire()).await else {
-                    return Err(Refusal::new(
-                        exitcode::BUSY,
-                        format!(
-                            "server busy: {} clients are sending sources already (--max-connections)",
-                            cfg.max_connections
-                        ),
-                    )
-                    .into());
-                };
-                let _sending = permit.map_err(|_| Stop::Disconnected("server shutting down".into()))?;
+                if sending.is_none() {
+                    let Ok(permit) = timeout_at(all_by, server.sending.acquire()).await else {
+                        return Err(Refusal::new(
+                            exitcode::BUSY,
+                            format!(
+                                "server busy: {} clients are sending sources already (--max-connections)",
+                                cfg.max_connections
+                            ),
+                        )
+                        .into());
+                    };
+                    sending = Some(permit.map_err(|_| Stop::Disconnected("server shutting down".into()))?);
+                }
                 // The rate rule: after the header, the source may take as
                 // long as it needs at --min-rate, and never past the
                 // request timeout.
@@ -531,7 +539,7 @@ async fn admit<'s, R: AsyncRead + Unpin>(
                         }
                         Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
                         Ok(Ok(_)) if body.len() == before => {
-                            return Err(Stop::Disconnected(ProtocolError::Truncated("DOTI").to_string()));
+                            return Err(Stop::Disconnected(ProtocolError::Truncated(what).to_string()));
                         }
                         Ok(Ok(_)) => {}
                     }
@@ -545,10 +553,17 @@ async fn admit<'s, R: AsyncRead + Unpin>(
                     Err(ProtocolError::TooLarge { .. }) if capped => return Err(busy(&server.budget).into()),
                     r => r.map_err(protocol_refusal)?,
                 }
+                // What is held now: the decompressed files so far.
+                if !held.resize(dec.plain_bytes()) {
+                    return Err(busy(&server.budget).into());
+                }
             }
             Need::Body { len, what } => {
                 let mut body = Vec::new();
-                match timeout_at(header_by, (&mut *reader).take(len.into()).read_to_end(&mut body)).await {
+                // Protocol 3's names and links come between its files: past
+                // the header, they have the request's time.
+                let by = if sending.is_some() { all_by } else { header_by };
+                match timeout_at(by, (&mut *reader).take(len.into()).read_to_end(&mut body)).await {
                     Err(_) => return Err(late("request command line").into()),
                     Ok(Err(e)) => return Err(Stop::Disconnected(format!("reading the request: {e}"))),
                     Ok(Ok(_)) => {}
@@ -561,8 +576,9 @@ async fn admit<'s, R: AsyncRead + Unpin>(
             Need::Done => break,
         }
     }
+    let plain = dec.plain_bytes();
     let request = dec.finish();
-    if !held.resize(request.doti.len()) {
+    if !held.resize(plain) {
         return Err(busy(&server.budget).into());
     }
     Ok((request, held))
@@ -583,6 +599,37 @@ struct Prepared {
     exe: PathBuf,
     compiler: String,
     job: ServerJob,
+    /// Protocol 3: where the client's files go under the job's root.
+    pump: Option<super::pump::Layout>,
+    argv: Vec<String>,
+}
+
+/// The job's root for protocol 3, inside its directory.
+const PUMP_ROOT: &str = "root";
+
+/// Writes a checked protocol-3 layout under `root`. The layout has no entry
+/// under a link, so no directory made here goes through one; files are
+/// created new, never opened through a name that exists.
+fn lay_out(root: &Path, layout: &super::pump::Layout) -> std::io::Result<()> {
+    use super::pump::{LinkTarget, Placed};
+    use std::io::Write;
+    fs::create_dir_all(root.join(&layout.cwd))?;
+    for (path, placed) in &layout.entries {
+        let at = root.join(path);
+        if let Some(parent) = at.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        match placed {
+            Placed::File(bytes) => fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&at)?
+                .write_all(bytes)?,
+            Placed::Link(LinkTarget::InRoot(t)) => std::os::unix::fs::symlink(root.join(t), &at)?,
+            Placed::Link(LinkTarget::Relative(t)) => std::os::unix::fs::symlink(t, &at)?,
+        }
+    }
+    Ok(())
 }
 
 /// Phase 2: a command line the server may run, on a compiler it allows, on
@@ -608,9 +655,35 @@ fn prepare(server: &Server, peer: Peer, request: &Request) -> Result<Prepared, S
     };
     // Compile in the job directory with relative names, so diagnostics and
     // objects name `x.i` exactly as a local compile of `x.i` would.
-    let job = server::rewrite(&argv, job_input_name, "distccd-output.o", &cfg.sysroots)?;
-    server::check_preprocessed(&request.doti)?;
-    Ok(Prepared { exe, compiler, job })
+    let Some(input) = &request.pump else {
+        let job = server::rewrite(&argv, job_input_name, "distccd-output.o", &cfg.sysroots)?;
+        server::check_preprocessed(&request.doti)?;
+        return Ok(Prepared {
+            exe,
+            compiler,
+            job,
+            pump: None,
+            argv,
+        });
+    };
+    // Protocol 3: the compiler preprocesses, by design reading the files
+    // sent (laid out under the job's root) and the system headers; the
+    // sandbox keeps it to those. Checked here with a stand-in root, and
+    // rewritten again with the real one in the compile phase.
+    let layout =
+        super::pump::layout(input).map_err(|e| Refusal::new(exitcode::ACCESS_DENIED, e.to_string()))?;
+    let stand_in = server::PumpJob {
+        root: "/root",
+        deps_file: "/deps",
+    };
+    let job = server::rewrite_pump(&argv, "/out.o", &cfg.sysroots, stand_in)?;
+    Ok(Prepared {
+        exe,
+        compiler,
+        job,
+        pump: Some(layout),
+        argv,
+    })
 }
 
 /// Phase 3: the compile, in a slot and a directory of its own, sandboxed.
@@ -643,7 +716,17 @@ async fn compile<'s, R: AsyncRead + Unpin>(
 
     // A full disk would otherwise look like a compile error in the user's
     // code; said up front, the client knows to go elsewhere.
-    let need = request.doti.len() as u64 * 3 + (4 << 20);
+    let source_bytes = request.doti.len() as u64
+        + request.pump.as_ref().map_or(0, |p| {
+            p.entries
+                .iter()
+                .map(|(_, e)| match e {
+                    crate::protocol::message::PumpEntry::File(b) => b.len() as u64,
+                    crate::protocol::message::PumpEntry::Link(_) => 0,
+                })
+                .sum()
+        });
+    let need = source_bytes * 3 + (4 << 20);
     if let Some(free) = free_space(&cfg.tmpdir)
         && free < need
     {
@@ -668,8 +751,32 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         .dirs
         .take()
         .map_err(|e| io("cannot create a job directory", e))?;
-    fs::write(dir.path().join(job_input_name(&p.job.input_name)), &request.doti)
-        .map_err(|e| io("cannot write the input", e))?;
+    // Where the compiler runs, what it runs, and (protocol 3) the root its
+    // client's files are under.
+    let mut p = p;
+    let (cwd, root) = match &p.pump {
+        None => {
+            fs::write(dir.path().join(job_input_name(&p.job.input_name)), &request.doti)
+                .map_err(|e| io("cannot write the input", e))?;
+            (dir.path().to_path_buf(), None)
+        }
+        Some(layout) => {
+            let root = dir.path().join(PUMP_ROOT);
+            lay_out(&root, layout).map_err(|e| io("cannot lay out the files sent", e))?;
+            let root_s = root
+                .to_str()
+                .expect("job directories have UTF-8 names")
+                .to_owned();
+            let out = dir.path().join("distccd-output.o");
+            let deps = dir.path().join("distccd-deps.d");
+            let pump = server::PumpJob {
+                root: &root_s,
+                deps_file: deps.to_str().expect("UTF-8"),
+            };
+            p.job = server::rewrite_pump(&p.argv, out.to_str().expect("UTF-8"), &cfg.sysroots, pump)?;
+            (root.join(&layout.cwd), Some(root_s))
+        }
+    };
     // On disk now: the source no longer counts against memory.
     let version = request.version;
     drop(request);
@@ -695,7 +802,7 @@ async fn compile<'s, R: AsyncRead + Unpin>(
     let mut cmd = tokio::process::Command::new(&p.exe);
     cmd.arg0(&p.compiler)
         .args(&p.job.argv[1..])
-        .current_dir(dir.path())
+        .current_dir(&cwd)
         .env("PATH", &cfg.path)
         .env("TMPDIR", dir.path())
         .stdin(Stdio::null())
@@ -816,6 +923,12 @@ async fn compile<'s, R: AsyncRead + Unpin>(
             ),
         }
     }
+    let dotd = match (&root, &p.job.deps) {
+        (Some(root), Some(deps)) if status == 0 => fs::read(&deps.file)
+            .ok()
+            .map(|d| super::pump::client_dotd(&d, root)),
+        _ => None,
+    };
     // Gone before the client hears back, so a finished job leaves nothing,
     // and a client slow to read its reply holds no slot.
     drop(dir);
@@ -832,7 +945,7 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         stderr,
         stdout,
         object,
-        dotd: None,
+        dotd,
     };
     Ok((reply, compiled, held))
 }

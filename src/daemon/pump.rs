@@ -225,6 +225,77 @@ pub fn layout(input: &PumpInput) -> Result<Layout, LayoutError> {
     Ok(Layout { cwd, entries })
 }
 
+/// The dependency file the compiler wrote under the job's root, as the
+/// client's: `root` taken out of every path, and each rule laid out again
+/// as gcc lays it out (lines broken before 72 columns, `libcpp/mkdeps.cc`),
+/// so it equals the local build's, whose paths are shorter. distcc 3.4
+/// deletes the root and keeps the server's line breaks. Pure.
+pub fn client_dotd(dotd: &[u8], root: &str) -> Vec<u8> {
+    const COLMAX: usize = 72;
+    let text = String::from_utf8_lossy(dotd).replace(root, "");
+    // Logical lines: a backslash before the newline continues one.
+    let joined = text.replace("\\\n", " ");
+    let mut out = String::with_capacity(joined.len());
+    for line in joined.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let words = split_words(body);
+        let Some(colon) = words.iter().position(|w| w.ends_with(':')) else {
+            out.push_str(line);
+            continue;
+        };
+        let mut col = 0;
+        let put = |out: &mut String, w: &str, col: &mut usize| {
+            if *col > 0 {
+                if *col + w.len() > COLMAX {
+                    out.push_str(" \\\n");
+                    *col = 0;
+                }
+                *col += 1;
+                out.push(' ');
+            }
+            *col += w.len();
+            out.push_str(w);
+        };
+        for (i, w) in words.iter().enumerate() {
+            if i == colon {
+                // The last target carries the colon: written as gcc does,
+                // the colon right after it and counted.
+                put(&mut out, w.trim_end_matches(':'), &mut col);
+                out.push(':');
+                col += 1;
+            } else {
+                put(&mut out, w, &mut col);
+            }
+        }
+        out.push_str(nl);
+    }
+    out.into_bytes()
+}
+
+/// Words of a make rule: split at blanks not escaped with a backslash.
+fn split_words(line: &str) -> Vec<&str> {
+    let b = line.as_bytes();
+    let mut words = Vec::new();
+    let mut start = None;
+    for (i, &c) in b.iter().enumerate() {
+        let escaped = i > 0 && b[i - 1] == b'\\';
+        if (c == b' ' || c == b'\t') && !escaped {
+            if let Some(s) = start.take() {
+                words.push(&line[s..i]);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        words.push(&line[s..]);
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +434,24 @@ mod tests {
             let l = layout(req.pump.as_ref().unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(l.entries.len(), req.pump.unwrap().entries.len());
         }
+    }
+
+    #[test]
+    fn dependency_files_are_the_clients_as_gcc_lays_them_out() {
+        let root = "/var/tmp/distccd-rs.1.2.3/root";
+        let server = format!(
+            "src/main.o: src/main.c /usr/include/stdc-predef.h /usr/include/stdio.h \\\n \
+             {root}/home/me/proj/abs_inc/absolute.h \\\n include/foo.h\n"
+        );
+        let local = "src/main.o: src/main.c /usr/include/stdc-predef.h /usr/include/stdio.h \\\n \
+                     /home/me/proj/abs_inc/absolute.h include/foo.h\n";
+        assert_eq!(
+            String::from_utf8(client_dotd(server.as_bytes(), root)).unwrap(),
+            local
+        );
+        // -MP's phony rules, and an escaped space in a name, as they were.
+        let mp = "x.o: x.c a\\ b.h\n\na\\ b.h:\n";
+        assert_eq!(String::from_utf8(client_dotd(mp.as_bytes(), root)).unwrap(), mp);
     }
 
     #[test]

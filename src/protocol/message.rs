@@ -353,6 +353,11 @@ impl RequestDecoder {
         self.limits.max_plain = self.limits.max_plain.min(max);
     }
 
+    /// Bytes of source held so far, decompressed: DOTI, or protocol 3's files.
+    pub fn plain_bytes(&self) -> usize {
+        self.doti.len() + self.pump_bytes
+    }
+
     /// The words read so far (for log lines about a request that failed later).
     pub fn argv(&self) -> &[Vec<u8>] {
         &self.argv

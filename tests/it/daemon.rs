@@ -679,9 +679,9 @@ fn garbage_and_truncated_requests_do_not_stop_the_daemon() {
         let mut reply = Vec::new();
         let _ = s.read_to_end(&mut reply);
     }
-    // Protocol 3 gets a reply saying why.
+    // A broken protocol-3 request gets a reply, in protocol 3, saying why.
     let mut s = connect_from(d.addr(), None);
-    s.write_all(b"DIST00000003CDIR00000001/").unwrap();
+    s.write_all(b"DIST00000003CDIR00000001/ARGC00000000").unwrap();
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).unwrap();
     assert!(text(&reply).contains("DONE00000003"), "{}", text(&reply));

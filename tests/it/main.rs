@@ -9,6 +9,7 @@ mod hostile;
 mod monitor;
 mod odd_inputs;
 mod package;
+mod pump;
 mod sandbox;
 mod serve;
 mod sysbox;
