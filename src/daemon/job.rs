@@ -403,6 +403,7 @@ where
 {
     let (request, held) = admit(server, peer, reader, version).await?;
     let job = prepare(server, peer, &request)?;
+    let request = scanned(request).await?;
     let (reply, compiled, _held) = compile(server, peer, job, request, held, reader).await?;
     send(server, writer, &reply).await.map_err(Stop::Disconnected)?;
     Ok(compiled)
@@ -594,6 +595,19 @@ fn protocol_refusal(e: ProtocolError) -> Refusal {
     }
 }
 
+/// Phase 2's last check, the directive scan of a plain-mode source, on a
+/// blocking thread: it reads every byte of up to `--max-input-mb`, and the
+/// event loop must go on meanwhile (other connections' deadlines run on it).
+async fn scanned(request: Request) -> Result<Request, Stop> {
+    if request.pump.is_some() {
+        return Ok(request);
+    }
+    tokio::task::spawn_blocking(move || server::check_preprocessed(&request.doti).map(|()| request))
+        .await
+        .map_err(|e| Refusal::new(exitcode::DISTCC_FAILED, format!("scanning the source: {e}")))?
+        .map_err(Stop::from)
+}
+
 /// What phase 2 decided to run.
 struct Prepared {
     exe: PathBuf,
@@ -657,7 +671,7 @@ fn prepare(server: &Server, peer: Peer, request: &Request) -> Result<Prepared, S
     // objects name `x.i` exactly as a local compile of `x.i` would.
     let Some(input) = &request.pump else {
         let job = server::rewrite(&argv, job_input_name, "distccd-output.o", &cfg.sysroots)?;
-        server::check_preprocessed(&request.doti)?;
+        // The source's scan is `scanned`'s, off the event loop.
         return Ok(Prepared {
             exe,
             compiler,
