@@ -5,7 +5,6 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -46,68 +45,10 @@ fn raise_fd_limit() {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
 }
 
-/// distccd in a private mount namespace whose TMPDIR is a tmpfs of
-/// `size_mb`, so a disk-filling job can fill only that.
-struct SmallTmp {
-    child: std::process::Child,
-    port: u16,
-    tmp: std::path::PathBuf,
-}
-
-impl SmallTmp {
-    fn start(dir: &TestDir, size_mb: u32, extra: &str) -> SmallTmp {
-        let allowed = compiler_dir(dir, &["gcc", "clang"]);
-        let tmp = dir.shared_dir("small-tmp");
-        let log = dir.join("distccd.log");
-        let port = free_port();
-        let script = format!(
-            "mount -t tmpfs -o size={size_mb}m,mode=1777 small {tmp} && exec {DISTCCD} --daemon --no-detach \
-             --allow 127.0.0.1 --port {port} --log-file {log} --log-level info --compiler-dir {allowed} {extra}",
-            tmp = tmp.display(),
-            log = log.display(),
-            allowed = allowed.display()
-        );
-        let mut child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .env("TMPDIR", &tmp)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
-                "distccd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        SmallTmp { child, port, tmp }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// Bytes used on the daemon's tmpfs, seen through its own root.
-    fn used(&self) -> u64 {
-        let p = format!("/proc/{}/root{}", self.child.id(), self.tmp.display());
-        nix::sys::statvfs::statvfs(p.as_str())
-            .map(|v| (v.blocks() - v.blocks_free()) * v.fragment_size())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for SmallTmp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_job_that_would_fill_the_disk_is_stopped_at_the_output_limit() {
     let dir = TestDir::new("fill-bomb");
-    let d = SmallTmp::start(&dir, 64, "--max-output-mb 8");
+    let d = SmallTmp::start(&dir, "64m", &["gcc", "clang"], "--max-output-mb 8");
     // 90 bytes that assemble to a gigabyte (gcc), or 256 MiB for clang,
     // whose integrated assembler fills it byte by byte (17 s for 1 GiB).
     for (compiler, size) in [("gcc", "0x40000000"), ("clang", "0x10000000")] {

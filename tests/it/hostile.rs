@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use distcc::protocol::Version;
@@ -311,33 +311,7 @@ fn stale_job_dirs_go_when_a_killed_daemon_restarts() {
 #[test]
 fn full_server_tmpdir_falls_back_and_says_why() {
     let dir = TestDir::new("full");
-    let allowed = compiler_dir(&dir, ALLOWED);
-    let small = dir.shared_dir("small-tmp");
-    let log = dir.join("distccd.log");
-    let port = free_port();
-    // A private mount namespace: the small tmpfs exists for the daemon only
-    // and vanishes with it.
-    let script = format!(
-        "mount -t tmpfs -o size=512k,mode=1777 small {small} && exec {DISTCCD} --daemon --no-detach --allow 127.0.0.1 \
-         --port {port} --log-file {log} --log-level info --compiler-dir {allowed}",
-        small = small.display(),
-        log = log.display(),
-        allowed = allowed.display()
-    );
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env("TMPDIR", &small)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
-            "distccd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = SmallTmp::start(&dir, "512k", ALLOWED, "");
     let src = dir.join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(
@@ -347,12 +321,11 @@ fn full_server_tmpdir_falls_back_and_says_why() {
     .unwrap();
     let out = our_client(
         &src,
-        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", d.port),
         &[DISTCC, "gcc", "-c", "io.c", "-o", "io.o"],
         &[("DISTCC_FALLBACK", "1")],
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(d);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(

@@ -85,15 +85,6 @@ const ATTACKS: &[Attack] = &[
 /// markers, so only the sandbox stops them.
 const UNSCANNABLE: &[&str] = &["a line marker naming the file, then an error (gcc quotes the line)"];
 
-fn have(compiler: &str) -> bool {
-    Command::new(compiler)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A file only a sandbox stands between the compiler and: world-readable,
 /// in a world-readable directory outside the system's.
 fn canary(dir: &TestDir) -> PathBuf {

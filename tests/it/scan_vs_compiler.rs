@@ -249,15 +249,6 @@ const BEYOND_THE_SCAN: &[Attack] = &[
     ),
 ];
 
-fn have(compiler: &str) -> bool {
-    Command::new(compiler)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Compiles `x.<ext>` in `job` as the daemon runs a job: the language pinned
 /// to its preprocessed form, relative names.
 fn compile(a: &Attack, job: &Path) -> (Output, Vec<u8>) {

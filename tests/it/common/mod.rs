@@ -245,6 +245,74 @@ pub fn slow_compiler(dir: &TestDir, secs: u32) -> std::path::PathBuf {
     bin
 }
 
+/// distccd in a private mount namespace whose TMPDIR is a tmpfs of `size`
+/// (`512k`, `64m`), so a job can fill only that; the tmpfs vanishes with it.
+pub struct SmallTmp {
+    pub child: Child,
+    pub port: u16,
+    pub tmp: PathBuf,
+}
+
+impl SmallTmp {
+    pub fn start(dir: &TestDir, size: &str, compilers: &[&str], extra: &str) -> SmallTmp {
+        let allowed = compiler_dir(dir, compilers);
+        let tmp = dir.shared_dir("small-tmp");
+        let log = dir.join("distccd.log");
+        let port = free_port();
+        let script = format!(
+            "mount -t tmpfs -o size={size},mode=1777 small {tmp} && exec {DISTCCD} --daemon --no-detach \
+             --allow 127.0.0.1 --port {port} --log-file {log} --log-level info --compiler-dir {allowed} {extra}",
+            tmp = tmp.display(),
+            log = log.display(),
+            allowed = allowed.display()
+        );
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+                "distccd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SmallTmp { child, port, tmp }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Bytes used on the daemon's tmpfs, seen through its own root.
+    pub fn used(&self) -> u64 {
+        let p = format!("/proc/{}/root{}", self.child.id(), self.tmp.display());
+        nix::sys::statvfs::statvfs(p.as_str())
+            .map(|v| (v.blocks() - v.blocks_free()) * v.fragment_size())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SmallTmp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `compiler` runs here (`--version` succeeds).
+pub fn have(compiler: &str) -> bool {
+    Command::new(compiler)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
