@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod exitcode;
 pub mod monitor;
 pub mod protocol;
+pub mod pump;
 
 /// The version string both binaries print, in distcc's format.
 pub fn version_banner(program: &str) -> String {

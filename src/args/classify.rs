@@ -21,6 +21,16 @@ pub enum Lang {
 }
 
 impl Lang {
+    /// The name `-x` gives it before preprocessing.
+    pub fn source_name(self) -> &'static str {
+        match self {
+            Lang::C => "c",
+            Lang::Cxx => "c++",
+            Lang::ObjC => "objective-c",
+            Lang::ObjCxx => "objective-c++",
+        }
+    }
+
     /// Extension of the preprocessed form (what the server's input is called).
     pub fn preprocessed_ext(self) -> &'static str {
         match self {
@@ -31,7 +41,7 @@ impl Lang {
         }
     }
 
-    fn from_ext(name: &str) -> Option<(Lang, bool)> {
+    pub(crate) fn from_ext(name: &str) -> Option<(Lang, bool)> {
         Some(match filename::extension(name)? {
             "c" => (Lang::C, false),
             "i" => (Lang::C, true),
@@ -46,7 +56,7 @@ impl Lang {
     }
 
     /// A `-x` language: `Ok(None)` for `none`, `Err` for one not compiled remotely.
-    fn from_x(name: &str) -> Result<Option<(Lang, bool)>, ()> {
+    pub(crate) fn from_x(name: &str) -> Result<Option<(Lang, bool)>, ()> {
         Ok(Some(match name {
             "none" => return Ok(None),
             "c" => (Lang::C, false),
@@ -84,6 +94,68 @@ pub struct Job {
     /// clang with debug info: it records its own working directory, so the
     /// client's must be sent (`-fdebug-compilation-dir=`).
     pub needs_debug_dir: bool,
+    /// Pump mode's command (protocol 3: the server preprocesses), or why
+    /// this compile cannot have one.
+    pub pump: Result<PumpArgs, String>,
+}
+
+/// What a protocol-3 server is sent: the whole command (its `-I`, `-D`,
+/// `-M` options too), as distcc 3.4 sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PumpArgs {
+    pub argv: Vec<String>,
+    /// Where the dependency file the server returns goes, if one is wanted.
+    pub deps_file: Option<String>,
+}
+
+/// distcc 3.4's pump command: `-Wp,-MD,f` as `-MD -MF f`, the output named,
+/// and `-MT <output>` when a dependency file has no target (the server
+/// makes the rule's target that, as a local compile would). `words` are
+/// the command's after the compiler.
+fn pump_args(
+    compiler: &str,
+    words: &[String],
+    output: &str,
+    named_output: bool,
+    input: &str,
+) -> Result<PumpArgs, String> {
+    let mut argv = vec![compiler.to_owned()];
+    let (mut wanted, mut target) = (false, false);
+    let mut file: Option<String> = None;
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].as_str();
+        i += 1;
+        if let Some(rest) = w.strip_prefix("-Wp,") {
+            match rest.split_once(',') {
+                Some((opt @ ("-MD" | "-MMD"), f)) if !f.contains(',') => {
+                    argv.extend([opt.to_owned(), "-MF".into(), f.to_owned()]);
+                    wanted = true;
+                    file = Some(f.to_owned());
+                    continue;
+                }
+                _ => return Err(format!("{w}: options for the preprocessor alone")),
+            }
+        }
+        match w {
+            "-MD" | "-MMD" => wanted = true,
+            "-MT" | "-MQ" => target = true,
+            "-MF" => file = words.get(i).cloned(),
+            _ if w.starts_with("-MT") || w.starts_with("-MQ") => target = true,
+            _ if w.starts_with("-MF") => file = Some(w[3..].to_owned()),
+            _ => {}
+        }
+        argv.push(w.to_owned());
+    }
+    if !named_output {
+        argv.extend(["-o".into(), output.to_owned()]);
+    }
+    if wanted && !target {
+        argv.extend(["-MT".into(), output.to_owned()]);
+    }
+    let deps_file =
+        wanted.then(|| file.unwrap_or_else(|| default_dep_file(named_output.then_some(output), input)));
+    Ok(PumpArgs { argv, deps_file })
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,7 +419,13 @@ fn scan(argv: &[String]) -> Result<Job, String> {
              (add -gdwarf-4 to distribute)",
         );
     }
+    let pump = if objects.is_empty() {
+        pump_args(compiler, words, &output, given_output.is_some(), &input)
+    } else {
+        Err("the output is named as an operand".into())
+    };
     Ok(Job {
+        pump,
         input,
         output,
         assembly: mode == "-S",

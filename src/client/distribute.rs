@@ -3,6 +3,7 @@
 //! fails is backed off and the job goes to the next, then here; each host is
 //! tried at most once per job.
 
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
@@ -16,6 +17,7 @@ use super::hosts::{self, HostList, HostSpec};
 use super::lock::{self, Slot};
 use super::outcome::{Failure, FaultKind, HostFault, Outcome, status_code};
 use super::plan::{Plan, PlanError};
+use super::pump::Prepared;
 use super::{Client, compiler, log, native, output, remote};
 use crate::args::classify::Job;
 use crate::exitcode;
@@ -104,6 +106,8 @@ impl Client {
             compiler::rewrite_cross(&mut job.server_argv, &self.path);
         }
 
+        // Asked of the include server once, at the first pump-mode host.
+        let pump: OnceCell<Result<Prepared, String>> = OnceCell::new();
         let mut failed: HashSet<usize> = HashSet::new();
         let mut last: Option<(String, HostFault)> = None;
         loop {
@@ -121,7 +125,15 @@ impl Client {
             log::info(&format!("compiling {} on {}", job.input, host.spec));
             self.progress
                 .set(Phase::Connect, &job.input, host_name(host), slot_no);
-            match self.attempt(compiler, &job, preprocessed.as_deref(), host, list, slot_no) {
+            match self.attempt(
+                compiler,
+                &job,
+                preprocessed.as_deref(),
+                host,
+                list,
+                slot_no,
+                &pump,
+            ) {
                 Attempt::Over(outcome) => return outcome,
                 Attempt::Fault(fault) => {
                     log::warn(&format!("{}: {fault}", host.spec));
@@ -143,7 +155,11 @@ impl Client {
                         l.clear_failed(host);
                     }
                     drop(slot);
-                    return self.finish(compiler, original, &job, host, reply, list.localslots);
+                    let deps = pump
+                        .get()
+                        .and_then(|p| p.as_ref().ok())
+                        .and_then(|p| p.deps_file.clone());
+                    return self.finish(compiler, original, &job, host, reply, deps, list.localslots);
                 }
             }
         }
@@ -195,6 +211,7 @@ impl Client {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
         compiler: &Path,
@@ -203,16 +220,20 @@ impl Client {
         host: &HostSpec,
         list: &HostList,
         slot_no: u32,
+        pump: &OnceCell<Result<Prepared, String>>,
     ) -> Attempt {
         let version = match host.protocol() {
             Version::Pump => Version::Lzo,
             v => v,
         };
         if host.protocol() == Version::Pump {
-            log::info(&format!(
-                "{}: pump mode (,cpp) is not supported; using protocol 2",
-                host.spec
-            ));
+            match pump.get_or_init(|| self.pump_request(compiler, job)) {
+                Ok(p) => return self.attempt_pump(job, p, host, slot_no),
+                Err(why) => log::info(&format!(
+                    "{}: not in pump mode: {why}; preprocessing here (protocol 2)",
+                    host.spec
+                )),
+            }
         }
         // Preprocess while connecting (distcc's overlap): start cpp first.
         let _cpp_slot;
@@ -277,6 +298,35 @@ impl Client {
             Ok(r) => r,
             Err(fault) => return Attempt::Fault(fault),
         };
+        self.judge(job, host, slot_no, reply)
+    }
+
+    /// Protocol 3: the command and the include server's files, at once.
+    fn attempt_pump(&self, job: &Job, p: &Prepared, host: &HostSpec, slot_no: u32) -> Attempt {
+        log::info(&format!(
+            "compiling {} on {} in pump mode (protocol 3, {} files)",
+            job.input, host.spec, p.files
+        ));
+        self.progress
+            .set(Phase::Send, &job.input, host_name(host), slot_no);
+        let sent = remote::connect(
+            host,
+            Version::Pump,
+            self.s.connect_timeout,
+            self.s.io_timeout,
+            &self.s.ssh,
+        )
+        .and_then(|mut c| c.send_raw(&p.bytes).map(|()| c));
+        self.progress
+            .set(Phase::Compile, &job.input, host_name(host), slot_no);
+        match sent.and_then(|c| c.reply()) {
+            Ok(reply) => self.judge(job, host, slot_no, reply),
+            Err(fault) => Attempt::Fault(fault),
+        }
+    }
+
+    /// A server's answer: the user's result, or the server's fault.
+    fn judge(&self, job: &Job, host: &HostSpec, slot_no: u32, reply: Reply) -> Attempt {
         if let Some(code) = host_fault_code(reply.status) {
             let said = String::from_utf8_lossy(&reply.stderr);
             let first = said
@@ -298,6 +348,7 @@ impl Client {
     }
 
     /// A reply from a server: write what it produced, or rerun here.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         compiler: &Path,
@@ -305,8 +356,10 @@ impl Client {
         job: &Job,
         host: &HostSpec,
         reply: Reply,
+        deps_file: Option<String>,
         localslots: u32,
     ) -> Outcome {
+        let pumped = reply.version == Version::Pump;
         let status = ExitStatus::from_raw(reply.status as i32);
         let code = status_code(status);
         let said = if status.success() {
@@ -326,6 +379,22 @@ impl Client {
                 ));
                 return self.run_local(compiler, original, why, Some(localslots));
             }
+            if pumped && let Some(deps) = &deps_file {
+                let written = match &reply.dotd {
+                    // Laid out as gcc does: distcc 3.4's server keeps its own
+                    // line breaks, made for its longer paths.
+                    Some(d) => fs::write(deps, crate::daemon::pump::client_dotd(d, ""))
+                        .map_err(|e| format!("cannot write {deps}: {e}")),
+                    None => Err(format!("the server sent no dependency file for {deps}")),
+                };
+                if let Err(why) = written {
+                    log::info(&format!(
+                        "compiled {} on {}, but {why}; compiling locally",
+                        job.input, host.spec
+                    ));
+                    return self.run_local(compiler, original, why, Some(localslots));
+                }
+            }
             format!("compiled {} on {}", job.input, host.spec)
         } else if self.s.skip_local_retry || !self.s.fallback {
             format!(
@@ -338,7 +407,15 @@ impl Client {
             // result is final.
             let why = format!("the compile on {} failed with exit code {code}", host.spec);
             log::info(&format!("{why}; running it locally to be sure"));
-            return self.run_local(compiler, original, why, Some(localslots));
+            let local = self.run_local(compiler, original, why, Some(localslots));
+            if pumped && matches!(&local, Outcome::Local { status, .. } if status.success()) {
+                log::warn(&format!(
+                    "{} failed in pump mode on {} but compiled here: a discrepancy",
+                    job.input, host.spec
+                ));
+                self.add_discrepancy();
+            }
+            return local;
         };
         // The server's result is final: its output is the user's.
         let _ = std::io::stdout().write_all(&reply.stdout);

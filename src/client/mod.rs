@@ -27,6 +27,7 @@ pub mod outcome;
 pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod pump;
 pub mod remote;
 pub mod settings;
 
@@ -131,6 +132,7 @@ fn run(os_args: Vec<OsString>) -> Outcome {
             ))),
         },
         Invocation::Usage(msg) => Outcome::Failed(Failure::Usage(msg)),
+        Invocation::ScanIncludes(argv) => scan_includes(&settings, &argv),
         Invocation::Compile { argv, masquerade } => {
             // The user's words as given (not lossily converted), with the
             // compiler's name in front.
@@ -144,6 +146,50 @@ fn run(os_args: Vec<OsString>) -> Outcome {
             Client::new(settings, masquerade, &argv0).compile(original)
         }
     }
+}
+
+/// distcc 3.4's `--scan-includes`: the include server's answer for a
+/// command, a line per entry (`FILE`, `SYMLINK`, `DIRECTORY`, `SYSTEMDIR`).
+fn scan_includes(settings: &Settings, argv: &[String]) -> Outcome {
+    let Some(socket) = &settings.include_server else {
+        return Outcome::Failed(Failure::Usage(
+            "--scan-includes: INCLUDE_SERVER_PORT is not set (run it under pump)".into(),
+        ));
+    };
+    let mut argv = argv.to_vec();
+    let path = std::env::var("PATH").unwrap_or_default();
+    if let Some(c) = compiler::find(&path, &argv[0], compiler::own_id()) {
+        argv[0] = c.display().to_string();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let paths = match crate::pump::server::ask(socket, &cwd, &argv, settings.io_timeout) {
+        Ok(p) => p,
+        Err(why) => {
+            log::error(&format!("failed to get includes from include server: {why}"));
+            return Outcome::Failed(Failure::Undistributed(None));
+        }
+    };
+    for p in paths {
+        use std::os::unix::ffi::OsStrExt;
+        let raw = p.as_os_str().as_bytes();
+        let Some(name) = pump::original_name(raw) else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(name);
+        let line = if let Some(dir) = name.strip_suffix(&format!("/{}", crate::pump::closure::FORCING)) {
+            format!("{:<9} {dir}", "DIRECTORY")
+        } else if let Ok(target) = std::fs::read_link(&p) {
+            let t = target.to_string_lossy();
+            let ups = t.matches("../").count();
+            let system = ups > name.matches('/').count()
+                && t.trim_start_matches("../") == name.trim_start_matches('/');
+            format!("{:<9} {name}", if system { "SYSTEMDIR" } else { "SYMLINK" })
+        } else {
+            format!("{:<9} {name}", "FILE")
+        };
+        println!("{line}");
+    }
+    Outcome::Done
 }
 
 /// Prints what `show` makes of the host list, a line per item.

@@ -20,6 +20,9 @@ pub enum Invocation {
         argv: Vec<String>,
         masquerade: bool,
     },
+    /// `--scan-includes COMPILER ARGS`: print what the include server
+    /// would have sent, and compile nothing.
+    ScanIncludes(Vec<String>),
     Usage(String),
 }
 
@@ -44,10 +47,10 @@ pub fn detect(argv0: &str, args: &[String]) -> Invocation {
         "--hosts-for-port" => {
             return Invocation::HostsForPort(args.get(1).cloned().unwrap_or_default());
         }
-        "--scan-includes" | "--show-principal" => {
-            return Invocation::Usage(format!(
-                "{first}: pump mode and GSS-API are not supported by distcc-rs"
-            ));
+        "--scan-includes" if args.len() > 1 => return Invocation::ScanIncludes(args[1..].to_vec()),
+        "--scan-includes" => return Invocation::Usage("--scan-includes needs a compile command".into()),
+        "--show-principal" => {
+            return Invocation::Usage(format!("{first}: GSS-API is not supported by distcc-rs"));
         }
         _ => {}
     }

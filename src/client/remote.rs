@@ -109,6 +109,14 @@ impl Conn {
             .map_err(|e| HostFault::io(&e, "sending the command"))
     }
 
+    /// A whole request, encoded already (protocol 3).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), HostFault> {
+        let w = &mut self.writer;
+        w.write_all(bytes)
+            .and_then(|()| w.flush())
+            .map_err(|e| HostFault::io(&e, "sending the request"))
+    }
+
     /// DOTI: the preprocessed source.
     pub fn send_source(&mut self, doti: &[u8]) -> Result<(), HostFault> {
         let (header, body) = message::bulk(self.version, token::Tag::Doti, doti);

@@ -29,7 +29,22 @@ pub struct Settings {
     /// `DEPENDENCIES_OUTPUT` / `SUNPRO_DEPENDENCIES`: the preprocessor writes
     /// dependencies under rules of its own; such compiles stay local.
     pub deps_env: bool,
+    /// `INCLUDE_SERVER_PORT`: the include server's socket (set by `pump`).
+    pub include_server: Option<PathBuf>,
+    /// The first of `CPATH`, `C_INCLUDE_PATH`, … that is set: the
+    /// preprocessor reads it, a server would not (pump mode stays off).
+    pub include_env: Option<&'static str>,
+    /// `DISTCC_MAX_DISCREPANCY` (default 1).
+    pub max_discrepancy: u64,
 }
+
+/// Variables that add to the compiler's search path.
+const INCLUDE_ENV: &[&str] = &[
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+];
 
 /// distcc's booleans: only "0" and "1" mean anything; other values keep the default.
 fn boolean(v: Option<String>, default: bool) -> bool {
@@ -129,6 +144,14 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
             .filter(|t| !t.is_empty())
             .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
         deps_env: get("DEPENDENCIES_OUTPUT").is_some() || get("SUNPRO_DEPENDENCIES").is_some(),
+        include_server: get("INCLUDE_SERVER_PORT")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        include_env: INCLUDE_ENV.iter().copied().find(|k| get(k).is_some()),
+        max_discrepancy: get("DISTCC_MAX_DISCREPANCY")
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(1),
     })
 }
 

@@ -469,7 +469,7 @@ async fn admit<'s, R: AsyncRead + Unpin>(
     };
     loop {
         match dec.need() {
-            Need::Header => {
+            Need::Header | Need::HeaderOrEnd => {
                 let mut h = [0u8; HEADER_LEN];
                 let by = if sending.is_some() { all_by } else { header_by };
                 match timeout_at(by, reader.read_exact(&mut h)).await {

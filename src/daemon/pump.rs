@@ -419,7 +419,7 @@ mod tests {
             let mut at = 0;
             while dec.need() != Need::Done {
                 match dec.need() {
-                    Need::Header => {
+                    Need::Header | Need::HeaderOrEnd => {
                         dec.header(bytes[at..at + 12].try_into().unwrap()).unwrap();
                         at += 12;
                     }

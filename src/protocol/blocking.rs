@@ -24,6 +24,20 @@ pub fn read_message<R: Read, D: Decoder>(r: &mut R, mut dec: D) -> Result<D::Out
                     .map_err(|e| eof_is_truncation(e, "a header"))?;
                 dec.header(&h)?;
             }
+            Need::HeaderOrEnd => {
+                let mut h = [0u8; HEADER_LEN];
+                let mut got = 0;
+                while got < HEADER_LEN {
+                    match r.read(&mut h[got..]) {
+                        Ok(0) if got == 0 => return Ok(dec.finish()),
+                        Ok(0) => return Err(ProtocolError::Truncated("a header").into()),
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(ReadError::Io(e)),
+                    }
+                }
+                dec.header(&h)?;
+            }
             Need::Body { len, what } => {
                 // Grows as bytes arrive instead of trusting `len` up front.
                 let mut body = Vec::new();

@@ -183,23 +183,52 @@ impl Request {
             put_bulk(self.version, Tag::Doti, &self.doti, &mut out);
             return out;
         };
-        let mut out = Vec::new();
-        token::encode(Tag::Dist, self.version.number(), &mut out);
-        token::encode_body(Tag::Cdir, &pump.cwd, &mut out);
-        token::encode(Tag::Argc, self.argv.len() as u32, &mut out);
-        for a in &self.argv {
-            token::encode_body(Tag::Argv, a, &mut out);
-        }
-        token::encode(Tag::Nfil, pump.entries.len() as u32, &mut out);
-        for (name, entry) in &pump.entries {
-            token::encode_body(Tag::Name, name, &mut out);
-            match entry {
-                PumpEntry::File(bytes) => put_bulk(self.version, Tag::File, bytes, &mut out),
-                PumpEntry::Link(target) => token::encode_body(Tag::Link, target, &mut out),
-            }
-        }
-        out
+        let wire: Vec<(Vec<u8>, PumpEntry)> = pump
+            .entries
+            .iter()
+            .map(|(name, e)| {
+                let e = match e {
+                    PumpEntry::File(bytes) => {
+                        PumpEntry::File(bulk(self.version, Tag::File, bytes).1.into_owned())
+                    }
+                    link => link.clone(),
+                };
+                (name.clone(), e)
+            })
+            .collect();
+        encode_pump(self.version, &pump.cwd, &self.argv, &wire)
     }
+}
+
+/// A protocol-3 request with each FILE body already as it goes on the wire
+/// (the include server compresses once per build; the client copies).
+pub fn encode_pump(version: Version, cwd: &[u8], argv: &[Vec<u8>], wire: &[(Vec<u8>, PumpEntry)]) -> Vec<u8> {
+    let size: usize = wire
+        .iter()
+        .map(|(n, e)| {
+            n.len()
+                + 2 * HEADER_LEN
+                + match e {
+                    PumpEntry::File(b) | PumpEntry::Link(b) => b.len(),
+                }
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 4096);
+    token::encode(Tag::Dist, version.number(), &mut out);
+    token::encode_body(Tag::Cdir, cwd, &mut out);
+    token::encode(Tag::Argc, argv.len() as u32, &mut out);
+    for a in argv {
+        token::encode_body(Tag::Argv, a, &mut out);
+    }
+    token::encode(Tag::Nfil, wire.len() as u32, &mut out);
+    for (name, entry) in wire {
+        token::encode_body(Tag::Name, name, &mut out);
+        match entry {
+            PumpEntry::File(body) => token::encode_body(Tag::File, body, &mut out),
+            PumpEntry::Link(target) => token::encode_body(Tag::Link, target, &mut out),
+        }
+    }
+    out
 }
 
 /// `DIST`, `ARGC` and every `ARGV`.
@@ -264,7 +293,13 @@ impl From<ProtocolError> for ReadError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
     Header,
-    Body { len: u32, what: &'static str },
+    /// A header, or the end of the stream (distcc 3.4's client tolerates
+    /// a protocol-3 reply without its DOTD).
+    HeaderOrEnd,
+    Body {
+        len: u32,
+        what: &'static str,
+    },
     Done,
 }
 
@@ -637,6 +672,7 @@ impl Decoder for ReplyDecoder {
                 },
             },
             ReplyState::Finished => Need::Done,
+            ReplyState::Dotd => Need::HeaderOrEnd,
             _ => Need::Header,
         }
     }
@@ -722,7 +758,7 @@ mod tests {
         let mut at = 0;
         loop {
             match dec.need() {
-                Need::Header => {
+                Need::Header | Need::HeaderOrEnd => {
                     let h: &[u8; HEADER_LEN] = bytes
                         .get(at..at + HEADER_LEN)
                         .ok_or(ProtocolError::Truncated("a header"))?
@@ -812,7 +848,8 @@ mod tests {
             let mut at = 0;
             loop {
                 match dec.need() {
-                    Need::Header => {
+                    Need::HeaderOrEnd if at == bytes.len() => break,
+                    Need::Header | Need::HeaderOrEnd => {
                         dec.header(bytes[at..at + HEADER_LEN].try_into().unwrap())
                             .unwrap();
                         at += HEADER_LEN;

@@ -9,7 +9,7 @@ use super::token::{HEADER_LEN, ProtocolError};
 pub async fn read_message<R: AsyncRead + Unpin, D: Decoder>(r: &mut R, dec: &mut D) -> Result<(), ReadError> {
     loop {
         match dec.need() {
-            Need::Header => {
+            Need::Header | Need::HeaderOrEnd => {
                 let mut h = [0u8; HEADER_LEN];
                 r.read_exact(&mut h).await.map_err(|e| {
                     if e.kind() == std::io::ErrorKind::UnexpectedEof {
