@@ -10,6 +10,7 @@ mod monitor;
 mod odd_inputs;
 mod package;
 mod pump;
+mod pump_projects;
 mod sandbox;
 mod scan_vs_compiler;
 mod serve;
