@@ -406,10 +406,10 @@ fn real_client_went_pump(p: &Project, how: &str, log: &str) {
         }
     }
     for src in &p.sources {
-        let start = format!("compile from {src} to ");
+        let start = format!("(dcc_scan_args) found input file \"{src}\"");
         let jobs: Vec<&Vec<&str>> = by_pid
             .values()
-            .filter(|ls| ls.iter().any(|l| l.ends_with(&start[..start.len()]) || l.contains(&start)))
+            .filter(|ls| ls.iter().any(|l| l.ends_with(&start)))
             .collect();
         assert_eq!(jobs.len(), 1, "{}, {how}: {src} compiled by {} processes", p.name, jobs.len());
         let ls = jobs[0];
@@ -596,6 +596,11 @@ fn closure_covers_every_dependency(dir: &TestDir, p: &Project, proj: &Path) {
                 }
             }
         }
+        assert!(
+            files.contains(&proj.join(src)) && !systems.is_empty(),
+            "{}: `{shown}`: the answer lacks the source or the system directories: {paths:?}",
+            p.name
+        );
         let mut m_argv: Vec<String> = p.flags.split_whitespace().map(String::from).collect();
         m_argv.extend(["-M".to_owned(), src.clone()]);
         let out = Command::new(&compiler)
