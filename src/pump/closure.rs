@@ -179,6 +179,7 @@ impl Build {
             computed: Vec::new(),
             canon: HashMap::new(),
             parsed: Vec::new(),
+            predefined: lists.predefined.clone(),
             defines: c
                 .defines
                 .iter()
@@ -278,6 +279,8 @@ struct Walk<'a> {
     canon: HashMap<PathBuf, Option<PathBuf>>,
     /// `-D` definitions.
     defines: Vec<Define>,
+    /// The compiler's own macros (`-dM`), for computed includes.
+    predefined: Arc<Vec<Define>>,
     /// Reached files with definitions.
     parsed: Vec<Arc<directives::Directives>>,
 }
@@ -422,8 +425,9 @@ impl Walk<'_> {
             (done_defs, done_computed) = (self.parsed.len(), self.computed.len());
             let mut table = macros::Table::default();
             for def in self
-                .defines
+                .predefined
                 .iter()
+                .chain(&self.defines)
                 .chain(self.parsed.iter().flat_map(|d| d.defines.iter()))
             {
                 table.add(def);

@@ -1,7 +1,8 @@
 /*!
 Where the compiler looks for headers, in its own words: `CC <search options>
--x LANG -E -v -` prints the `"…"` and `<…>` search lists as it will use
-them, after its own rules (`-I` dirs that duplicate system dirs dropped,
+-x LANG -E -v -dM -` prints the `"…"` and `<…>` search lists as it will use
+them (and, on its standard output, the macros it predefines for those
+options, which computed includes may use), after its own rules (`-I` dirs that duplicate system dirs dropped,
 nonexistent ones ignored, `-nostdinc`, sysroot and target flags applied).
 Asked once per distinct set of options and cached for the build; asked again
 without the user's directories, it names the directories that are the
@@ -11,7 +12,9 @@ compiler's own, whose headers the server has too.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
+use super::directives::{self, Define};
 use crate::args::classify::Lang;
 
 /// The search lists, each directory as the compiler names it (relative
@@ -23,6 +26,8 @@ pub struct Lists {
     pub quote: Vec<PathBuf>,
     /// `#include <…>`, and `"…"` after `quote`.
     pub angle: Vec<PathBuf>,
+    /// The compiler's predefined macros.
+    pub predefined: Arc<Vec<Define>>,
 }
 
 /// Reads `-v`'s search lists. `None` if the output has none. Pure.
@@ -93,10 +98,10 @@ impl Probes {
 fn ask(compiler: &Path, cwd: &Path, lang: &str, words: &[String]) -> Result<Lists, String> {
     let out = Command::new(compiler)
         .args(words)
-        .args(["-x", lang, "-E", "-v", "-"])
+        .args(["-x", lang, "-E", "-v", "-dM", "-"])
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", compiler.display()))?;
@@ -105,7 +110,10 @@ fn ask(compiler: &Path, cwd: &Path, lang: &str, words: &[String]) -> Result<List
         let first = text.lines().find(|l| l.contains("error")).unwrap_or("");
         return Err(format!("{} -v failed: {first}", compiler.display()));
     }
-    parse_verbose(&text).ok_or_else(|| format!("{} -v printed no search list", compiler.display()))
+    let mut lists =
+        parse_verbose(&text).ok_or_else(|| format!("{} -v printed no search list", compiler.display()))?;
+    lists.predefined = Arc::new(directives::scan(&out.stdout).defines);
+    Ok(lists)
 }
 
 #[cfg(test)]
