@@ -554,9 +554,16 @@ fn closure_covers_every_dependency(dir: &TestDir, p: &Project, proj: &Path) {
         .env("TMPDIR", &sock_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    /// SIGTERM, so that the server removes its client root; SIGKILL if it lingers.
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
