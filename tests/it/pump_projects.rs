@@ -50,10 +50,7 @@ fn crate_dir(name: &str) -> PathBuf {
     static REGISTRY: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let found = REGISTRY.get_or_init(|| {
         let work = TestDir::new("pump-projects-fetch");
-        let deps: String = CRATES
-            .iter()
-            .map(|(c, v)| format!("{c} = \"={v}\"\n"))
-            .collect();
+        let deps: String = CRATES.iter().map(|(c, v)| format!("{c} = \"={v}\"\n")).collect();
         work.write("src/lib.rs", "");
         work.write(
             "Cargo.toml",
@@ -179,10 +176,18 @@ fn libwebp() -> Project {
     // libwebp-sys's build: every C file of vendor/src and vendor/sharpyuv,
     // with -I for vendor (the sources include "src/dsp/dsp.h" and the like).
     let tree = crate_dir("libwebp-sys").join("vendor");
-    let sources = ["src/dec", "src/demux", "src/dsp", "src/enc", "src/mux", "src/utils", "sharpyuv"]
-        .iter()
-        .flat_map(|d| sources_in(&tree, d, ".c"))
-        .collect();
+    let sources = [
+        "src/dec",
+        "src/demux",
+        "src/dsp",
+        "src/enc",
+        "src/mux",
+        "src/utils",
+        "sharpyuv",
+    ]
+    .iter()
+    .flat_map(|d| sources_in(&tree, d, ".c"))
+    .collect();
     Project {
         name: "libwebp",
         tree,
@@ -246,7 +251,10 @@ fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
     };
     let out = child.wait_with_output().unwrap();
     done.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(!watch.join().unwrap(), "{what}: still running after {limit:?}, killed");
+    assert!(
+        !watch.join().unwrap(),
+        "{what}: still running after {limit:?}, killed"
+    );
     out
 }
 
@@ -259,7 +267,8 @@ fn take_outputs(p: &Project, proj: &Path, how: &str) -> Outputs {
         let obj = proj.join(Project::object(src));
         let dotd = obj.with_extension("d");
         let o = fs::read(&obj).unwrap_or_else(|e| panic!("{}, {how}: {}: {e}", p.name, obj.display()));
-        let d = fs::read_to_string(&dotd).unwrap_or_else(|e| panic!("{}, {how}: {}: {e}", p.name, dotd.display()));
+        let d = fs::read_to_string(&dotd)
+            .unwrap_or_else(|e| panic!("{}, {how}: {}: {e}", p.name, dotd.display()));
         fs::remove_file(&obj).unwrap();
         fs::remove_file(&dotd).unwrap();
         out.insert(src.clone(), (o, d));
@@ -391,7 +400,13 @@ fn our_client_went_pump(p: &Project, how: &str, log: &str) {
             .lines()
             .filter(|l| l.contains(&format!("compiling {src} on ")) && l.contains("in pump mode (protocol 3"))
             .count();
-        assert_eq!(n, 1, "{}, {how}: {src} sent as protocol 3 {n} times:\n{}", p.name, tail(log, 60));
+        assert_eq!(
+            n,
+            1,
+            "{}, {how}: {src} sent as protocol 3 {n} times:\n{}",
+            p.name,
+            tail(log, 60)
+        );
     }
 }
 
@@ -411,7 +426,13 @@ fn real_client_went_pump(p: &Project, how: &str, log: &str) {
             .values()
             .filter(|ls| ls.iter().any(|l| l.ends_with(&start)))
             .collect();
-        assert_eq!(jobs.len(), 1, "{}, {how}: {src} compiled by {} processes", p.name, jobs.len());
+        assert_eq!(
+            jobs.len(),
+            1,
+            "{}, {how}: {src} compiled by {} processes",
+            p.name,
+            jobs.len()
+        );
         let ls = jobs[0];
         let has = |s: &str| ls.iter().any(|l| l.contains(s));
         let done = format!("compile {src} on 127.0.0.1:");
@@ -456,15 +477,50 @@ fn our_daemon_served_pump(p: &Project, how: &str, d: &Daemon, from: usize) -> us
         p.sources.len(),
         tail(&text, 40)
     );
+    // The job's protocol, where the line says it.
+    if ok.iter().any(|l| l.contains("protocol:")) {
+        let other: Vec<&&str> = ok.iter().filter(|l| !l.contains("protocol:3")).collect();
+        assert!(
+            other.is_empty(),
+            "{}, {how}: jobs not protocol 3: {other:#?}",
+            p.name
+        );
+    }
     for src in &p.sources {
         assert!(
-            ok.iter().any(|l| l.ends_with(&format!(" {src}"))),
+            ok.iter().any(|l| l.contains(&format!(" {src}"))),
             "{}, {how}: no protocol-3 COMPILE_OK for {src}:\n{}",
             p.name,
             ok.join("\n")
         );
     }
     from + text.len()
+}
+
+/// Our distccd's stats page, `<distcc-rs>` section: `jobs` compiles from
+/// this client, all fine, and as many protocol-3 jobs (`pump_jobs`) where
+/// the page says so.
+fn our_stats_count_pump(p: &Project, port: u16, jobs: usize) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    let ours = page
+        .split("<distcc-rs>")
+        .nth(1)
+        .and_then(|r| r.split("</distcc-rs>").next())
+        .unwrap_or_else(|| panic!("{}: no <distcc-rs> section on the stats page:\n{page}", p.name));
+    let want = format!("client 127.0.0.1 ok {jobs} error 0 refused 0 failed 0");
+    assert!(
+        ours.lines().any(|l| l == want),
+        "{}: want '{want}' in:\n{ours}",
+        p.name
+    );
+    if let Some(l) = ours.lines().find(|l| l.starts_with("pump_jobs ")) {
+        assert_eq!(l, format!("pump_jobs {jobs}"), "{}: {ours}", p.name);
+    }
 }
 
 /// distccd 3.4's debug log, a job per connection: one COMPILE_OK per
@@ -615,7 +671,12 @@ fn closure_covers_every_dependency(dir: &TestDir, p: &Project, proj: &Path) {
             .current_dir(proj)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}: gcc -M for {src}: {}", p.name, text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: gcc -M for {src}: {}",
+            p.name,
+            text(&out.stderr)
+        );
         let deps = text(&out.stdout).replace("\\\n", " ");
         for dep in deps.split_whitespace().skip(1) {
             let abs = normal(&proj.join(dep));
@@ -654,7 +715,20 @@ fn build_three_ways(p: Project) {
 
     closure_covers_every_dependency(&dir, &p, &proj);
 
-    let ours = Daemon::serving(&dir, ALLOWED, &["--listen", "127.0.0.1", "--jobs", "4"]);
+    let stats_port = free_port().to_string();
+    let ours = Daemon::serving(
+        &dir,
+        ALLOWED,
+        &[
+            "--listen",
+            "127.0.0.1",
+            "--jobs",
+            "4",
+            "--stats",
+            "--stats-port",
+            &stats_port,
+        ],
+    );
     let ours_hosts = format!("127.0.0.1:{}/4,cpp,lzo", ours.port);
     let our_client = format!("{DISTCC} {cc}");
     let real_client = format!("{REAL_DISTCC} {cc}");
@@ -672,6 +746,7 @@ fn build_three_ways(p: Project) {
     same_outputs(&dir, &p, how, &local, &take_outputs(&p, &proj, how), false);
     real_client_went_pump(&p, how, &log);
     our_daemon_served_pump(&p, how, &ours, from);
+    our_stats_count_pump(&p, stats_port.parse().unwrap(), 2 * p.sources.len());
 
     // b. Our client, distccd 3.4.
     let how = "our client x distccd 3.4";
