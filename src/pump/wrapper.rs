@@ -234,6 +234,21 @@ fn stop(pid: u32) {
     }
 }
 
+/// Stops our own server child: waited for, not polled with `kill(pid, 0)`,
+/// which an unreaped child (a zombie) answers until it is reaped.
+fn stop_child(child: &mut std::process::Child) {
+    use nix::sys::signal::{Signal, kill};
+    let _ = kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
 fn run(command: &[OsString]) -> Result<u8> {
     let verbose = env("DISTCC_TESTING_INCLUDE_SERVER").is_none();
     let location = distcc_location()?;
@@ -261,8 +276,7 @@ fn run(command: &[OsString]) -> Result<u8> {
     if verbose {
         println!("__________Shutting down distcc-pump include server");
     }
-    stop(s.pid);
-    let _ = child.wait();
+    stop_child(&mut child);
     let _ = std::fs::remove_dir_all(&s.dir);
     let status = status?;
     use std::os::unix::process::ExitStatusExt;

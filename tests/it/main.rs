@@ -11,6 +11,7 @@ mod odd_inputs;
 mod package;
 mod pump;
 mod pump_cases;
+mod pump_projects;
 mod sandbox;
 mod scan_vs_compiler;
 mod serve;

@@ -413,6 +413,11 @@ pub struct RealDaemon {
 
 impl RealDaemon {
     pub fn start(dir: &TestDir) -> RealDaemon {
+        Self::start_with(dir, &[])
+    }
+
+    /// As [`RealDaemon::start`], with `extra` options after the usual ones.
+    pub fn start_with(dir: &TestDir, extra: &[&str]) -> RealDaemon {
         assert!(
             Path::new("/usr/bin/distccd").exists(),
             "Debian's distccd 3.4 is missing (apt-get install distcc)"
@@ -430,6 +435,7 @@ impl RealDaemon {
                     &port.to_string(),
                 ])
                 .args(["--log-stderr", "--log-level", "info", "--jobs", "4"])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(&log).unwrap())
