@@ -170,7 +170,14 @@ fn a_pump_request_compiles_as_a_local_build_does() {
             assert!(dotd.starts_with(&format!("{obj}: {src}")), "{dotd}");
         }
     }
-    assert!(d.log_text().contains("COMPILE_OK"), "{}", d.log_text());
+    let log = d.log_text();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("COMPILE_OK") && l.contains(" protocol:3 "))
+            .count(),
+        2,
+        "both compiles logged as protocol 3: {log}"
+    );
     assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
