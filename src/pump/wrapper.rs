@@ -213,7 +213,7 @@ fn report_discrepancies(dir: &Path) {
     if n >= max_discrepancy() {
         eprintln!("__________Distcc-pump was demoted to plain mode.");
     }
-    eprintln!("See the Distcc Discrepancy Symptoms section in the include_server(1) man page.");
+    eprintln!("See the DISCREPANCIES section in the pump(1) man page.");
 }
 
 /// `DISTCC_MAX_DISCREPANCY`, default 1 (shared with the client).
@@ -232,6 +232,20 @@ fn stop(pid: u32) {
     while kill(pid, None).is_ok() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Stops our own include server: as `stop`, but reaped as it goes (a
+/// child that has exited stays a zombie, which `kill(pid, 0)` still finds,
+/// until it is waited for).
+fn stop_child(child: &mut std::process::Child) {
+    use nix::sys::signal::{Signal, kill};
+    let _ = kill(nix::unistd::Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn run(command: &[OsString]) -> Result<u8> {
@@ -261,8 +275,7 @@ fn run(command: &[OsString]) -> Result<u8> {
     if verbose {
         println!("__________Shutting down distcc-pump include server");
     }
-    stop(s.pid);
-    let _ = child.wait();
+    stop_child(&mut child);
     let _ = std::fs::remove_dir_all(&s.dir);
     let status = status?;
     use std::os::unix::process::ExitStatusExt;
@@ -307,10 +320,10 @@ fn shutdown() -> Result<u8> {
     if let Some(d) = &dir {
         report_discrepancies(d);
     }
+    // Looked at before the server goes: it removes its socket as it stops.
+    let ours = dir.as_ref().filter(|d| d.join("socket").exists());
     stop(pid);
-    if let Some(d) = &dir
-        && d.join("socket").exists()
-    {
+    if let Some(d) = ours {
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(0)
