@@ -227,7 +227,7 @@ impl Client {
             v => v,
         };
         if host.protocol() == Version::Pump {
-            match pump.get_or_init(|| self.pump_request(compiler, job)) {
+            match pump.get_or_init(|| self.scan_for_pump(compiler, job, list)) {
                 Ok(p) => return self.attempt_pump(job, p, host, slot_no),
                 Err(why) => log::info(&format!(
                     "{}: not in pump mode: {why}; preprocessing here (protocol 2)",
@@ -299,6 +299,17 @@ impl Client {
             Err(fault) => return Attempt::Fault(fault),
         };
         self.judge(job, host, slot_no, reply)
+    }
+
+    /// The include server's scan is a pump job's preprocessing, done here:
+    /// as in distcc 3.4 it holds a local preprocessing slot (given back when
+    /// the scan is over) and monitors show it as Preprocess on localhost.
+    fn scan_for_pump(&self, compiler: &Path, job: &Job, list: &HostList) -> Result<Prepared, String> {
+        let slot = self.local_slot(list.localslots_cpp);
+        let slot_no = slot.as_ref().map_or(0, |s| s.index);
+        self.progress
+            .set(Phase::Preprocess, &job.input, "localhost", slot_no);
+        self.pump_request(compiler, job)
     }
 
     /// Protocol 3: the command and the include server's files, at once.
@@ -490,6 +501,76 @@ fn describe(status: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::classify::{self, Verdict};
+    use crate::monitor::{state, text};
+    use std::path::PathBuf;
+
+    fn pump_job(dir: &Path) -> (Client, Job) {
+        let mut s = super::super::settings::from_env(|_| None).unwrap();
+        s.distcc_dir = Some(dir.to_path_buf());
+        s.include_server = Some(dir.join("no-include-server/socket"));
+        let mut c = Client::new(s, false, "distcc");
+        c.locks = c.lock_dir();
+        c.progress = super::super::progress::Progress::new(Some(dir));
+        let words = ["gcc", "-c", "src/main.c", "-o", "main.o"].map(String::from);
+        let Verdict::Remote(job) = classify::classify(&words) else {
+            panic!("a distributable compile")
+        };
+        (c, job)
+    }
+
+    fn record(dir: &Path) -> state::State {
+        let p: PathBuf = dir.join(format!("state/binstate_{}", std::process::id()));
+        state::decode(&fs::read(&p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_pump_jobs_include_scan_is_shown_as_preprocess_in_a_cpp_slot() {
+        let dir = std::env::temp_dir().join(format!("distcc-rs-pump-state-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let (c, job) = pump_job(&dir);
+        let list = HostList {
+            localslots_cpp: 2,
+            ..hosts::parse("10.0.0.2/8,cpp,lzo").unwrap()
+        };
+        let lock = dir.join("lock/cpu_localhost_0");
+        assert!(!lock.exists());
+        let why = c.scan_for_pump(Path::new("/usr/bin/gcc"), &job, &list).err();
+        assert!(why.is_some(), "no include server here");
+        assert!(lock.exists(), "the scan took a local preprocessing slot");
+        let r = record(&dir);
+        assert_eq!(
+            (r.phase, r.file.as_str(), r.host.as_str(), r.slot),
+            (Phase::Preprocess, "main.c", "localhost", 0)
+        );
+        assert_eq!(
+            text::render(&[r]),
+            format!(
+                "{:6}  Preprocess  main.c                                        localhost[0]\n\n",
+                std::process::id()
+            )
+        );
+        drop(c);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn monitors_name_a_pump_host_without_its_options() {
+        let cases = [
+            ("10.0.0.2/8,cpp,lzo", "10.0.0.2"),
+            ("build1:4000/16,cpp,lzo", "build1"),
+            ("user@build2/4,cpp,lzo", "build2"),
+            ("@build3,cpp,lzo", "build3"),
+            ("[::1]:3633,cpp,lzo", "::1"),
+            ("build4,lzo", "build4"),
+            ("build5", "build5"),
+        ];
+        for (spec, want) in cases {
+            let list = hosts::parse(spec).unwrap();
+            assert_eq!(host_name(&list.hosts[0]), want, "{spec}");
+        }
+    }
 
     #[test]
     fn host_faults_are_distcc_codes_and_signals() {

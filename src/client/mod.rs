@@ -58,6 +58,8 @@ Options:
    --version                  show version and exit
    --show-hosts               show host list and exit
    -j                         calculate the concurrency level from the host list
+   --scan-includes            show the files distcc would send to the remote
+                              machine in pump mode, and exit (under pump only)
    --hosts-for-port PORT      the host list with every TCP host on PORT (for a
                               chroot instance such as distccd@3692; see distcc-chroot)
 
@@ -74,10 +76,14 @@ Environment variables:
    DISTCC_DIR=DIR             locks, state and hosts file (default ~/.distcc)
    DISTCC_SSH=COMMAND         ssh program and options for @host entries
    DISTCC_NO_REWRITE_CROSS=1  don't rewrite gcc to <triple>-gcc or add -target for clang
+   DISTCC_MAX_DISCREPANCY=N   pump mode: remote failures that passed here before
+                              pump mode is off for the build (default 1)
 
 Host specifications:
    localhost[/LIMIT]                   compile here
    HOST[:PORT][/LIMIT][,lzo]           TCP, optionally LZO-compressed (protocol 2)
+   HOSTSPEC,cpp,lzo                    pump mode: the server preprocesses (protocol 3,
+                                       for builds run under pump; see pump(1))
    [IPV6]:PORT                         an IPv6 address
    [USER]@HOST[/LIMIT][:COMMAND][,lzo] over ssh, running distccd --inetd
    --randomize  --localslots=N  --localslots_cpp=N

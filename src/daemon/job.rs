@@ -251,6 +251,7 @@ struct Compiled {
     status: u32,
     compiler: String,
     input: String,
+    version: Version,
 }
 
 /// Free bytes where jobs are written.
@@ -302,21 +303,26 @@ where
     };
     let ms = started.elapsed().as_millis() as u64;
     let ip = peer.ip();
+    if version == Some(Version::Pump) {
+        server.live.pump_job();
+    }
     match result {
         Ok(Compiled {
             status,
             compiler,
             input,
+            version,
         }) => {
             let (exit, sig, core) = (status >> 8 & 0xff, status & 0x7f, status >> 7 & 1);
+            let protocol = version.number();
             let (result, ended) = if status == 0 {
                 ("COMPILE_OK", Ended::Ok)
             } else {
                 ("COMPILE_ERROR", Ended::Error)
             };
             tracing::info!(
-                peer = %peer, result, compiler = %compiler, input = %input, exit, time_ms = ms,
-                "client: {peer} {result} exit:{exit} sig:{sig} core:{core} ret:{exit} time:{ms}ms {compiler} {input}"
+                peer = %peer, result, compiler = %compiler, input = %input, exit, time_ms = ms, protocol,
+                "client: {peer} {result} exit:{exit} sig:{sig} core:{core} ret:{exit} time:{ms}ms protocol:{protocol} {compiler} {input}"
             );
             server.live.ended(ip, ended, None, Some((&compiler, &input, ms)));
         }
@@ -952,6 +958,7 @@ async fn compile<'s, R: AsyncRead + Unpin>(
         status,
         compiler: p.compiler,
         input: p.job.input_name,
+        version,
     };
     let reply = Reply {
         version,

@@ -48,6 +48,9 @@ pub struct Totals {
     pub bad_request: u64,
     pub timeout: u64,
     pub disconnected: u64,
+    /// Of all jobs, those that came as protocol 3 (pump mode), however
+    /// they ended.
+    pub pump: u64,
 }
 
 impl Totals {
@@ -110,6 +113,11 @@ impl Live {
 
     pub fn accepted(&self) {
         self.lock().totals.accepted += 1;
+    }
+
+    /// A job's request was protocol 3; counted besides how it ends.
+    pub fn pump_job(&self) {
+        self.lock().totals.pump += 1;
     }
 
     pub fn totals(&self) -> Totals {
@@ -266,6 +274,7 @@ mod tests {
         let live = Live::default();
         let ip: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
         live.accepted();
+        live.pump_job();
         let a = live.start(RunningJob {
             id: 1,
             peer: "10.0.0.2:5".into(),
@@ -302,6 +311,7 @@ mod tests {
                 accepted: 1,
                 ok: 1,
                 refused: 2,
+                pump: 1,
                 ..Totals::default()
             }
         );

@@ -29,6 +29,8 @@ pub struct Report {
     pub bad_request: u64,
     pub timeout: u64,
     pub disconnected: u64,
+    /// Jobs that came as protocol 3 (pump mode).
+    pub pump: u64,
     pub jobs: usize,
     pub live: Snapshot,
     pub load: [f64; 3],
@@ -70,6 +72,7 @@ impl Report {
             bad_request: t.bad_request,
             timeout: t.timeout,
             disconnected: t.disconnected,
+            pump: t.pump,
             jobs: server.jobs,
             live,
             load,
@@ -189,7 +192,13 @@ pub fn render_text(r: &Report) -> String {
         r.max_rss.as_ref().map_or("none", |m| m.1.as_str()),
         r.free_mb,
     );
-    let _ = writeln!(s, "<distcc-rs>\nstatus {}\njob_slots {}", r.status(), r.jobs);
+    let _ = writeln!(
+        s,
+        "<distcc-rs>\nstatus {}\njob_slots {}\npump_jobs {}",
+        r.status(),
+        r.jobs,
+        r.pump
+    );
     for j in &l.running {
         let ms = l.now.duration_since(j.started).as_millis();
         let _ = writeln!(s, "job {} {} {} {ms}ms", j.peer, j.compiler, j.input);
@@ -262,7 +271,7 @@ pub fn render_json(r: &Report) -> String {
     let history: Vec<String> = l.history.iter().map(u64::to_string).collect();
     format!(
         "{{\"status\":{},\"job_slots\":{},\"served\":{},\"compile_ok\":{},\"compile_error\":{},\"refused\":{},\
-         \"bad_request\":{},\"timeout\":{},\"disconnected\":{},\"compiles_1m\":{},\"compiles_5m\":{},\
+         \"bad_request\":{},\"timeout\":{},\"disconnected\":{},\"pump_jobs\":{},\"compiles_1m\":{},\"compiles_5m\":{},\
          \"compiles_15m\":{},\"running\":[{}],\"clients\":[{}],\"reasons\":[{}],\"history\":[{}]}}",
         json_str(&r.status()),
         r.jobs,
@@ -273,6 +282,7 @@ pub fn render_json(r: &Report) -> String {
         r.bad_request,
         r.timeout,
         r.disconnected,
+        r.pump,
         l.compiles[0],
         l.compiles[1],
         l.compiles[2],
@@ -461,6 +471,7 @@ mod tests {
             bad_request: 1,
             timeout: 0,
             disconnected: 0,
+            pump: 0,
             jobs: 4,
             live: Snapshot {
                 totals: Default::default(),
@@ -538,9 +549,37 @@ dcc_free_space 2048 MB\n</distccstats>\n";
             t.contains("status 1 running, 10 served, 0 failed, 2 refused\n"),
             "{t}"
         );
+        assert!(
+            t.contains("</distccstats>\n<distcc-rs>\nstatus 1 running, 10 served, 0 failed, 2 refused\njob_slots 4\npump_jobs 0\njob "),
+            "{t}"
+        );
         assert!(t.contains("job 10.0.0.2:4000 gcc big <b>.c 15"), "{t}");
         assert!(t.contains("client 10.0.0.2 ok 9 error 1 refused 2 failed 0\n"));
         assert!(t.ends_with("reason 1 access denied\n</distcc-rs>\n"));
+    }
+
+    #[test]
+    fn pump_jobs_counted_after_distccs_part() {
+        let plain = render_text(&report());
+        let (head34, _) = plain.split_once("<distcc-rs>").unwrap();
+        for (pump, line, json) in [
+            (0, "\njob_slots 4\npump_jobs 0\n", "\"pump_jobs\":0,"),
+            (1, "\njob_slots 4\npump_jobs 1\n", "\"pump_jobs\":1,"),
+            (12345, "\njob_slots 4\npump_jobs 12345\n", "\"pump_jobs\":12345,"),
+        ] {
+            let mut r = report();
+            r.pump = pump;
+            let t = render_text(&r);
+            let (head, ours) = t.split_once("<distcc-rs>").unwrap();
+            assert_eq!(
+                head, head34,
+                "distcc 3.4's part does not change with {pump} pump jobs"
+            );
+            assert!(ours.contains(line), "{pump}: {ours}");
+            assert_eq!(t.matches("pump_jobs").count(), 1, "{t}");
+            let j = render_json(&r);
+            assert!(j.contains(json), "{pump}: {j}");
+        }
     }
 
     #[test]

@@ -213,7 +213,7 @@ fn report_discrepancies(dir: &Path) {
     if n >= max_discrepancy() {
         eprintln!("__________Distcc-pump was demoted to plain mode.");
     }
-    eprintln!("See the Distcc Discrepancy Symptoms section in the include_server(1) man page.");
+    eprintln!("See the DISCREPANCIES section in the pump(1) man page.");
 }
 
 /// `DISTCC_MAX_DISCREPANCY`, default 1 (shared with the client).
@@ -321,10 +321,10 @@ fn shutdown() -> Result<u8> {
     if let Some(d) = &dir {
         report_discrepancies(d);
     }
+    // Looked at before the server goes: it removes its socket as it stops.
+    let ours = dir.as_ref().filter(|d| d.join("socket").exists());
     stop(pid);
-    if let Some(d) = &dir
-        && d.join("socket").exists()
-    {
+    if let Some(d) = ours {
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(0)

@@ -192,6 +192,14 @@ fn warnings_and_errors_are_relayed() {
         log.contains("COMPILE_ERROR exit:1") && log.contains("bad.c"),
         "{log}"
     );
+    // One plain host, one ,lzo host: the line says which protocol each came as.
+    for protocol in ["protocol:1 ", "protocol:2 "] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("COMPILE_ERROR") && l.contains(protocol)),
+            "{protocol} in {log}"
+        );
+    }
 }
 
 #[test]

@@ -306,6 +306,7 @@ fn stats_over_http_and_in_chromium() {
         page.contains("status 1 running, 1 served, 0 failed, 1 refused"),
         "{page}"
     );
+    assert!(page.contains("\npump_jobs 0\n"), "no protocol-3 job yet: {page}");
     assert!(
         page.contains("client 127.0.0.1 ok 1 error 0 refused 1 failed 0"),
         "{page}"

@@ -534,6 +534,7 @@ fn install_and_inspect(s: &Scratch, pkg: &Path, chost: &str) {
         "usr/bin/distcc",
         "usr/bin/distccd",
         "usr/bin/distccmon-text",
+        "usr/bin/pump",
         "usr/bin/distcc-chroot",
         "usr/lib/systemd/system/distccd.service",
         "usr/lib/systemd/system/distccd.socket",
@@ -548,6 +549,7 @@ fn install_and_inspect(s: &Scratch, pkg: &Path, chost: &str) {
         "usr/share/man/man1/distcc.1.gz",
         "usr/share/man/man1/distccd.1.gz",
         "usr/share/man/man1/distccmon-text.1.gz",
+        "usr/share/man/man1/pump.1.gz",
         "usr/share/licenses/distcc-rs/LICENSE",
         "usr/share/libalpm/hooks/distcc-links.hook",
         "usr/share/libalpm/hooks/distcc-links-remove.hook",
@@ -1076,7 +1078,29 @@ fn man_pages_match_the_help() {
         man_options(&man_section(&page, "OPTIONS")),
         ["--help", "--version"].iter().map(|s| s.to_string()).collect()
     );
-    for name in ["distcc.1", "distccd.1", "distccmon-text.1"] {
+    // pump: --help, --startup, --shutdown, and every variable --help names.
+    let help = stdout_of(env!("CARGO_BIN_EXE_pump"), &["--help"]);
+    let page = man_page("pump.1");
+    assert_eq!(
+        man_options(&man_section(&page, "OPTIONS")),
+        ["--help", "--startup", "--shutdown"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let env = man_section(&page, "ENVIRONMENT");
+    let vars: BTreeSet<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("DISTCC_") || w.starts_with("INCLUDE_SERVER_"))
+        .collect();
+    assert!(vars.len() >= 5, "{vars:?}");
+    for v in vars {
+        assert!(
+            env.lines().any(|l| l == format!(".B {v}")),
+            "pump.1 ENVIRONMENT does not describe {v}"
+        );
+    }
+    for name in ["distcc.1", "distccd.1", "distccmon-text.1", "pump.1"] {
         let page = man_page(name);
         assert!(
             page.contains(&format!("\"distcc-rs {VERSION}\"")),

@@ -5,7 +5,7 @@
 //!
 //! The file list is made here as a client would (the files `gcc -M` lists,
 //! system directories sent as links to the server's own, as distcc 3.4's
-//! include server does); our own include server is still to come.
+//! include server does). The last test runs the `pump` wrapper itself.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -170,7 +170,14 @@ fn a_pump_request_compiles_as_a_local_build_does() {
             assert!(dotd.starts_with(&format!("{obj}: {src}")), "{dotd}");
         }
     }
-    assert!(d.log_text().contains("COMPILE_OK"), "{}", d.log_text());
+    let log = d.log_text();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("COMPILE_OK") && l.contains(" protocol:3 "))
+            .count(),
+        2,
+        "both compiles logged as protocol 3: {log}"
+    );
     assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
@@ -298,4 +305,64 @@ fn distcc_34_pump_requests_are_served() {
         }
     }
     assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
+}
+
+/// `pump COMMAND` and `--startup`/`--shutdown` stop the include server as
+/// soon as they are done with it, and leave no directory behind.
+#[test]
+fn pump_stops_its_include_server_at_once_and_leaves_nothing() {
+    const PUMP: &str = env!("CARGO_BIN_EXE_pump");
+    let dir = TestDir::new("pump-wrapper");
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let pump = |args: &[&str], env: &[(&str, &str)]| {
+        // The server --startup leaves running keeps stderr: not a pipe
+        // read to its end here.
+        let log = fs::File::create(dir.join(&format!("pump{}.err", args.len()))).unwrap();
+        let out = Command::new(PUMP)
+            .args(args)
+            .stderr(log)
+            .env("DISTCC_HOSTS", "127.0.0.1:1/2,cpp,lzo")
+            .env("TMPDIR", &tmp)
+            .env("DISTCC_CLIENT_TMP", &tmp)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pump {args:?}: {}", text(&out.stdout));
+        text(&out.stdout)
+    };
+    let started = std::time::Instant::now();
+    let said = pump(
+        &["sh", "-c", "test -S \"$INCLUDE_SERVER_PORT\" && echo socket ok"],
+        &[],
+    );
+    assert!(said.contains("socket ok"), "{said}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "pump waited {:?} for its server",
+        started.elapsed()
+    );
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0, "left in TMPDIR");
+
+    let exports = pump(&["--startup"], &[]);
+    let var = |k: &str| {
+        exports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {k}='")))
+            .and_then(|v| v.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("no {k} in {exports}"))
+            .to_owned()
+    };
+    let (pid, sdir) = (var("INCLUDE_SERVER_PID"), var("INCLUDE_SERVER_DIR"));
+    assert!(Path::new(&sdir).join("socket").exists());
+    pump(
+        &["--shutdown"],
+        &[("INCLUDE_SERVER_PID", &pid), ("INCLUDE_SERVER_DIR", &sdir)],
+    );
+    assert!(!Path::new(&sdir).exists(), "{sdir} left by --shutdown");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")),
+        "the include server still runs"
+    );
 }
