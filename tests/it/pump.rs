@@ -245,16 +245,48 @@ fn hostile_pump_requests_are_refused_or_contained() {
         "../".repeat(30),
         secret.display().to_string().trim_start_matches('/')
     );
-    for src in [include, climb] {
-        let reply = raw_request(d.addr(), None, &with("/w", vec![("/w/x.c", file(&src))])).expect("a reply");
-        assert_ne!(reply.status, 0, "the compile cannot read it");
+    // Another job's file: a job directory beside this one, readable by
+    // the user the compilers run as; only the sandbox keeps it out.
+    let other = d.tmp.join("distccd-rs.1.0.0000abcd");
+    fs::create_dir_all(other.join("w")).unwrap();
+    fs::write(
+        other.join("w/theirs.h"),
+        "canary-2c26b46b68ffc68ff99b453c1d30413413422d70\n",
+    )
+    .unwrap();
+    Command::new("chown")
+        .args(["-R", "nobody:"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    // Readable to the compiler's user, so only the sandbox stands between.
+    for f in [secret.clone(), other.join("w/theirs.h")] {
+        let cat = Command::new("runuser")
+            .args(["-u", "nobody", "--", "cat"])
+            .arg(&f)
+            .output()
+            .unwrap();
         assert!(
-            !text(&reply.stderr).contains("canary-2c26b46b")
-                && !text(&reply.object).contains("canary-2c26b46b"),
-            "{}",
-            text(&reply.stderr)
+            text(&cat.stdout).contains("canary-2c26b46b"),
+            "{}: {}",
+            f.display(),
+            text(&cat.stderr)
         );
     }
+    let theirs = format!("#include \"{}/w/theirs.h\"\nint x;\n", other.display());
+    let passwd = "#include \"/etc/passwd\"\nint x;\n".to_string();
+    for src in [include, climb, theirs, passwd] {
+        let reply = raw_request(d.addr(), None, &with("/w", vec![("/w/x.c", file(&src))])).expect("a reply");
+        assert_ne!(reply.status, 0, "the compile cannot read it");
+        for canary in ["canary-2c26b46b", "root:x:0:"] {
+            assert!(
+                !text(&reply.stderr).contains(canary) && !text(&reply.object).contains(canary),
+                "{src}: {}",
+                text(&reply.stderr)
+            );
+        }
+    }
+    fs::remove_dir_all(&other).unwrap();
     // Too many entries: refused before they are read.
     let mut s = connect_from(d.addr(), None);
     use std::io::{Read, Write};
