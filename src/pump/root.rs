@@ -18,6 +18,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::closure::{Closure, FORCING, Stamp};
@@ -35,6 +36,31 @@ pub struct Root {
     above: Option<PathBuf>,
 }
 
+/// Removes the roots of include servers that were killed before they
+/// could (ours only: our user's, named for a process that is gone).
+fn sweep(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(base) else { return };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("distcc-pump-"))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        let gone = pid > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH);
+        let ours = fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if gone && ours {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl Root {
     /// A fresh root under `base` (which must be one or two components
     /// deep, as distcc 3.4's `DISTCC_CLIENT_TMP`), else under /tmp.
@@ -48,15 +74,20 @@ impl Root {
             Some(b) if b.is_absolute() && (1..=2).contains(&depth(b)) => b.to_owned(),
             _ => PathBuf::from("/tmp"),
         };
+        sweep(&base);
         let mut n = 0u32;
         let dir = loop {
-            let name = format!("distcc-pump-{}-{n}", std::process::id());
-            let mut d = base.join(name);
-            if depth(&d) == 2 {
-                d.push("root");
-            }
-            match fs::create_dir_all(d.parent().expect("under base")).and_then(|()| fs::create_dir(&d)) {
-                Ok(()) => break d,
+            let top = base.join(format!("distcc-pump-{}-{n}", std::process::id()));
+            // Made here, private, or not used: in a shared /tmp another
+            // user's directory of that name would hold what we send.
+            let made = fs::DirBuilder::new().mode(0o700).create(&top);
+            let dir = if depth(&top) == 2 {
+                top.join("root")
+            } else {
+                top.clone()
+            };
+            match made.and_then(|()| if dir != top { fs::create_dir(&dir) } else { Ok(()) }) {
+                Ok(()) => break dir,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
                 Err(e) => return Err(e),
             }
@@ -198,5 +229,43 @@ impl Drop for Root {
         if let Some(above) = &self.above {
             let _ = fs::remove_dir(above);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_root_is_private_and_killed_servers_roots_are_swept() {
+        let base = PathBuf::from(format!("/tmp/root-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir(&base).unwrap();
+        // A server that was killed: its pid is gone (a reaped child's).
+        let dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        let mut dead = dead;
+        dead.wait().unwrap();
+        let stale = base.join(format!("distcc-pump-{dead_pid}-0"));
+        fs::create_dir_all(stale.join("x")).unwrap();
+        // Someone else's directory with the name we would take.
+        let taken = base.join(format!("distcc-pump-{}-0", std::process::id()));
+        fs::create_dir(&taken).unwrap();
+        let not_ours = nix::unistd::geteuid().is_root();
+        if not_ours {
+            std::os::unix::fs::chown(&taken, Some(65534), Some(65534)).unwrap();
+        }
+        let r = Root::create(Some(&base)).unwrap();
+        assert!(!stale.exists(), "a dead server's root is removed");
+        assert!(taken.exists(), "a live process's directory is left");
+        assert_eq!(
+            r.dir(),
+            base.join(format!("distcc-pump-{}-1", std::process::id()))
+        );
+        let m = fs::metadata(r.dir()).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o700);
+        assert_eq!(m.uid(), nix::unistd::geteuid().as_raw());
+        fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -156,10 +156,14 @@ fn start_server(detach: bool) -> Result<(Started, std::process::Child)> {
     }
     if detach {
         // Out of the shell's process group: ^C in it does not stop a
-        // server that `--shutdown` is meant to stop.
+        // server that `--shutdown` is meant to stop. Its output goes to a
+        // log that `--shutdown` shows: a server holding the caller's
+        // stderr would keep `$(pump --startup 2>&1)` waiting for ever.
+        let log = std::fs::File::create(dir.join(SERVER_LOG)).context("the include server's log")?;
         cmd.process_group(0)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null());
+            .stdout(log.try_clone()?)
+            .stderr(log);
     }
     let mut child = cmd.spawn().context("could not start the include server")?;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -181,6 +185,9 @@ fn start_server(detach: bool) -> Result<(Started, std::process::Child)> {
     let pid = child.id();
     Ok((Started { dir, socket, pid }, child))
 }
+
+/// What a server started by `--startup` printed.
+const SERVER_LOG: &str = "server.log";
 
 fn make_temp_dir(base: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
@@ -325,6 +332,9 @@ fn shutdown() -> Result<u8> {
     let ours = dir.as_ref().filter(|d| d.join("socket").exists());
     stop(pid);
     if let Some(d) = ours {
+        if let Ok(log) = std::fs::read(d.join(SERVER_LOG)) {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &log);
+        }
         let _ = std::fs::remove_dir_all(d);
     }
     Ok(0)
