@@ -615,7 +615,8 @@ mod tests {
 
     #[test]
     fn definitions() {
-        let cases: Vec<(&[u8], &str, Option<Vec<&str>>, bool, Vec<&str>)> = vec![
+        type Row<'a> = (&'a [u8], &'a str, Option<Vec<&'a str>>, bool, Vec<&'a str>);
+        let cases: Vec<Row> = vec![
             (b"#define X 1\n", "X", None, false, vec!["1"]),
             (b"#define X\n", "X", None, false, vec![]),
             (b"#define X (a) // c\n", "X", None, false, vec!["(", "a", ")"]),
