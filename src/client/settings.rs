@@ -148,11 +148,14 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
             .filter(|p| !p.is_empty())
             .map(PathBuf::from),
         include_env: INCLUDE_ENV.iter().copied().find(|k| get(k).is_some()),
-        max_discrepancy: get("DISTCC_MAX_DISCREPANCY")
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(1),
+        max_discrepancy: max_discrepancy(get("DISTCC_MAX_DISCREPANCY").as_deref()),
     })
+}
+
+/// `DISTCC_MAX_DISCREPANCY`'s value: a positive count, else 1 (as 3.4).
+/// The client and `pump` read it alike.
+pub fn max_discrepancy(value: Option<&str>) -> u64 {
+    value.and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(1)
 }
 
 #[cfg(test)]

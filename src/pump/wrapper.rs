@@ -217,18 +217,10 @@ fn report_discrepancies(dir: &Path) {
         return;
     }
     eprintln!("__________Warning: {n} pump-mode compilation(s) failed on server, but succeeded locally.");
-    if n >= max_discrepancy() {
+    if n >= crate::client::settings::max_discrepancy(env("DISTCC_MAX_DISCREPANCY").as_deref()) {
         eprintln!("__________Distcc-pump was demoted to plain mode.");
     }
     eprintln!("See the DISCREPANCIES section in the pump(1) man page.");
-}
-
-/// `DISTCC_MAX_DISCREPANCY`, default 1 (shared with the client).
-pub fn max_discrepancy() -> u64 {
-    env("DISTCC_MAX_DISCREPANCY")
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(1)
 }
 
 fn stop(pid: u32) {

@@ -170,6 +170,16 @@ int m(void) { return OPT + ABS + OPT2; }\n"),
         plain: None,
     },
     Case {
+        what: "a directory given by its absolute path (files sent with a #line naming them), with -g",
+        files: &[
+            ("m.c", b"#include <abs.h>\nint m(void) { return ABS_X + __LINE__; }\n"),
+            ("abs/abs.h", b"#define ABS_X 1\nstatic const char *where = __FILE__;\nstatic inline int abs_f(void) { return __LINE__; }\n"),
+        ],
+        cwd: "",
+        args: &["-I@ROOT@/abs", "-c", "m.c", "-o", "m.o"],
+        plain: None,
+    },
+    Case {
         what: "an absolute #include of a user header: the server would read its own, so plain mode",
         files: &[("m.c", b"#include ABS\nint m(void) { return X; }\n"), ("abs.h", b"#define X 1\n")],
         cwd: "",
