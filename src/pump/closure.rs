@@ -180,6 +180,7 @@ impl Build {
             canon: HashMap::new(),
             parsed: Vec::new(),
             predefined: lists.predefined.clone(),
+            undefined: c.undefined.iter().map(|u| u.as_bytes().to_vec()).collect(),
             defines: c
                 .defines
                 .iter()
@@ -279,8 +280,10 @@ struct Walk<'a> {
     canon: HashMap<PathBuf, Option<PathBuf>>,
     /// `-D` definitions.
     defines: Vec<Define>,
-    /// The compiler's own macros (`-dM`), for computed includes.
+    /// The compiler's own macros (`-dM`), for computed includes, but for
+    /// those `-U` undid.
     predefined: Arc<Vec<Define>>,
+    undefined: Vec<Vec<u8>>,
     /// Reached files with definitions.
     parsed: Vec<Arc<directives::Directives>>,
 }
@@ -427,6 +430,7 @@ impl Walk<'_> {
             for def in self
                 .predefined
                 .iter()
+                .filter(|d| !self.undefined.contains(&d.name))
                 .chain(&self.defines)
                 .chain(self.parsed.iter().flat_map(|d| d.defines.iter()))
             {

@@ -24,8 +24,11 @@ pub struct Compile {
     pub lang: Lang,
     /// `-include` and `-imacros` files, as named, in order.
     pub forced: Vec<String>,
-    /// `-D` values (`X`, `X=v`, `F(a)=v`).
+    /// `-D` values (`X`, `X=v`, `F(a)=v`) that no later `-U` undid.
     pub defines: Vec<String>,
+    /// `-U` names no later `-D` defined again: the compiler's own
+    /// definitions of them do not hold.
+    pub undefined: Vec<String>,
     /// The words that decide the include search list (every option but the
     /// input, output, mode, dependency, warning, optimisation, debug and
     /// macro ones), in order: the compiler is asked with them.
@@ -73,6 +76,8 @@ pub fn parse(argv: &[String]) -> Result<Compile, NotCovered> {
     let mut source: Option<(String, Option<Lang>)> = None;
     let mut x_lang: Option<Lang> = None;
     let (mut forced, mut defines, mut search, mut system) = (vec![], vec![], vec![], vec![]);
+    let mut undefined: Vec<String> = vec![];
+    let name_of = |d: &str| d.split(['=', '(']).next().unwrap_or_default().to_owned();
     let mut i = 0;
     while i < words.len() {
         let word = words[i].as_str();
@@ -119,7 +124,14 @@ pub fn parse(argv: &[String]) -> Result<Compile, NotCovered> {
             }
             _ => match t.flag.name {
                 "-include" | "-imacros" => forced.push(value.to_owned()),
-                "-D" => defines.push(value.to_owned()),
+                "-D" => {
+                    undefined.retain(|u| *u != name_of(value));
+                    defines.push(value.to_owned());
+                }
+                "-U" => {
+                    defines.retain(|d| name_of(d) != value);
+                    undefined.push(value.to_owned());
+                }
                 "-Xpreprocessor" => return give_up(format!("{word}: options passed to the preprocessor")),
                 name if irrelevant(name) => {}
                 name => {
@@ -143,6 +155,7 @@ pub fn parse(argv: &[String]) -> Result<Compile, NotCovered> {
         lang,
         forced,
         defines,
+        undefined,
         search,
         system,
     })
@@ -159,15 +172,16 @@ mod tests {
     #[test]
     fn reads_what_the_search_depends_on() {
         let c = parse(&w(
-            "gcc -O2 -g -Wall -Iinc -I /abs -iquote q -isystem s -DX=1 -DY -UZ -include pre.h \
-             -imacros m.h -std=c99 -m32 -MD -MF x.d -MT x.o -c src/a.c -o a.o",
+            "gcc -O2 -g -Wall -Iinc -I /abs -iquote q -isystem s -DX=1 -DY -UZ -DW -UW -UV -DV=2 -DF(a)=a -UF \
+             -include pre.h -imacros m.h -std=c99 -m32 -MD -MF x.d -MT x.o -c src/a.c -o a.o",
         ))
         .unwrap();
         assert_eq!(c.compiler, "gcc");
         assert_eq!(c.source, "src/a.c");
         assert_eq!(c.lang, Lang::C);
         assert_eq!(c.forced, w("pre.h m.h"));
-        assert_eq!(c.defines, w("X=1 Y"));
+        assert_eq!(c.defines, w("X=1 Y V=2"));
+        assert_eq!(c.undefined, w("Z W F"));
         assert_eq!(c.search, w("-Iinc -I /abs -iquote q -isystem s -std=c99 -m32"));
         assert_eq!(c.system, w("-std=c99 -m32"));
     }
