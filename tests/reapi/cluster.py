@@ -71,7 +71,7 @@ class Cluster:
     def __init__(self, args):
         self.args = args
         self.procs = []  # (name, Popen), in start order
-        self.root = tempfile.mkdtemp(prefix="distcc-rs-reapi-")
+        self.root = tempfile.mkdtemp(prefix="distcc-rs-reapi-", dir=args.parent)
         # The postgres user must reach its data dir under ours.
         os.chmod(self.root, 0o755)
         self.as_postgres = []
@@ -300,6 +300,8 @@ def main():
     ap.add_argument("--wildcard-key", action="append", metavar="KEY",
                     help="a platform property key accepted but not matched (repeatable; "
                     "default: container-image)")
+    ap.add_argument("--parent", metavar="DIR",
+                    help="make the temp dir in DIR (default: TMPDIR); the postgres user must reach it")
     ap.add_argument("--verbose", action="store_true", help="debug logs from the server (server.log)")
     ap.add_argument("--keep", action="store_true", help="leave the temp dir (logs) in place")
     args = ap.parse_args()

@@ -499,3 +499,167 @@ pub fn slow_source(functions: usize) -> String {
         .map(|i| format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i} ^ (s >> 3); return s; }}\n"))
         .collect()
 }
+
+/// The venv with BuildGrid that scripts/setup makes (or `$DISTCC_RS_BUILDGRID_VENV`).
+pub fn buildgrid_venv() -> PathBuf {
+    if let Some(v) = std::env::var_os("DISTCC_RS_BUILDGRID_VENV") {
+        return PathBuf::from(v);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("neither XDG_CACHE_HOME nor HOME is set");
+    cache.join("distcc-rs").join("buildgrid-venv")
+}
+
+/// The venv's Python, which has grpcio and BuildGrid's protos (for tests/reapi/*.py).
+pub fn reapi_python() -> PathBuf {
+    let py = buildgrid_venv().join("bin").join("python");
+    assert!(
+        py.exists(),
+        "{} is missing: the REAPI tests need BuildGrid in a venv (scripts/setup makes it; .ci/run does it)",
+        py.display()
+    );
+    py
+}
+
+/// A script of tests/reapi.
+pub fn reapi_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("reapi")
+        .join(name)
+}
+
+/// A real REAPI v2 cluster on loopback, run by tests/reapi/cluster.py:
+/// PostgreSQL (as `postgres` when we are root), BuildGrid's server and one
+/// test worker (tests/reapi/worker.py), all in a temp dir inside the
+/// TestDir. Stopped on drop (SIGTERM, and its stdin closes), by its PID; the
+/// script stops its own children by theirs.
+pub struct Cluster {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    /// The server's port on 127.0.0.1 (instance name "", no TLS, no auth).
+    pub port: u16,
+    /// PostgreSQL, BuildGrid and the worker.
+    pub pids: Vec<i32>,
+    /// The worker's log of executed actions: one `HASH/SIZE` line each.
+    pub executed_file: PathBuf,
+    /// The cluster's own temp dir (logs: postgres.log, server.log, worker.log).
+    pub dir: PathBuf,
+    /// How long the cluster took to start, by its own clock.
+    pub start_secs: f64,
+    log: PathBuf,
+}
+
+impl Cluster {
+    pub fn start(dir: &TestDir) -> Cluster {
+        Self::start_with(dir, &[])
+    }
+
+    /// With more options for cluster.py (`--property K=V`, `--wildcard-key K`, `--verbose`).
+    pub fn start_with(dir: &TestDir, extra: &[&str]) -> Cluster {
+        let log = dir.join("reapi-cluster.log");
+        let mut child = Command::new(reapi_python())
+            .arg(reapi_script("cluster.py"))
+            .arg("--stop-on-stdin-eof")
+            .arg("--parent")
+            .arg(dir.path())
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start tests/reapi/cluster.py");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("READY ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the REAPI cluster did not start:\n{}",
+                    fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let field = |k: &str| -> String {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k).and_then(|w| w.strip_prefix('=')))
+                .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
+                .to_string()
+        };
+        Cluster {
+            port: field("port").parse().unwrap(),
+            pids: field("pids").split(',').map(|p| p.parse().unwrap()).collect(),
+            executed_file: PathBuf::from(field("executed")),
+            dir: PathBuf::from(field("dir")),
+            start_secs: field("start_secs").parse().unwrap(),
+            child,
+            stdin,
+            log,
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The digests (`HASH/SIZE`) of the actions the worker executed, in order.
+    pub fn executed_digests(&self) -> Vec<String> {
+        fs::read_to_string(&self.executed_file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many actions the worker executed (cache hits are not).
+    pub fn executed(&self) -> usize {
+        self.executed_digests().len()
+    }
+
+    /// What the script said on stderr, and the tails of the logs on a failure.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the cluster and waits for it (what drop does).
+    pub fn stop(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.stdin = None;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
