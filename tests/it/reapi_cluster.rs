@@ -59,9 +59,6 @@ fn cluster_executes_and_caches() {
     let (pids, root) = (cluster.pids.clone(), cluster.dir.clone());
     assert!(pids.iter().all(|&p| alive(p)));
     cluster.stop();
-    assert!(
-        pids.iter().all(|&p| !alive(p)),
-        "left running: {pids:?}"
-    );
+    assert!(pids.iter().all(|&p| !alive(p)), "left running: {pids:?}");
     assert!(!root.exists(), "{} was not removed", root.display());
 }

@@ -4,7 +4,8 @@
 What runs where (all on the test host, all on 127.0.0.1, all in one private
 temporary directory this script makes and removes):
 
-  * PostgreSQL (Debian's /usr/lib/postgresql/15/bin, or $DISTCC_RS_PG_BIN):
+  * PostgreSQL (Debian's newest /usr/lib/postgresql/N/bin, 15 on bookworm,
+    or $DISTCC_RS_PG_BIN):
     BuildGrid's SQL scheduler refuses SQLite, so it needs a real database.
     A throwaway cluster is made with initdb and run in the foreground as a
     child of this script, as the `postgres` user when we are root (PostgreSQL
@@ -55,6 +56,14 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def default_pg_bin():
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(p.split("/")[-3]) if p.split("/")[-3].isdigit() else 0)
+    return os.path.dirname(found[-1]) if found else "/usr/lib/postgresql/15/bin"
 
 
 def yaml_list(items):
@@ -291,7 +300,8 @@ instances:
 
 def main():
     ap = argparse.ArgumentParser(description="Runs PostgreSQL + BuildGrid + a test worker on loopback.")
-    ap.add_argument("--pg-bin", default=os.environ.get("DISTCC_RS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+    ap.add_argument("--pg-bin", default=os.environ.get("DISTCC_RS_PG_BIN") or default_pg_bin(),
+                    help="PostgreSQL's server binaries (default: Debian's newest, /usr/lib/postgresql/N/bin)")
     ap.add_argument("--stop-on-stdin-eof", action="store_true",
                     help="also stop when stdin reaches EOF (the parent died or closed it)")
     ap.add_argument("--property", action="append", metavar="KEY=VALUE",

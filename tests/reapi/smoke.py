@@ -34,7 +34,6 @@ import grpc
 
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
-from buildgrid._protos.google.longrunning import operations_pb2  # noqa: F401  (Operation type)
 
 SOURCE = b"""\
 #include <stdio.h>
