@@ -472,7 +472,9 @@ impl Client {
 /// The host name a monitor shows: no port, no options.
 fn host_name(h: &HostSpec) -> &str {
     match &h.transport {
-        hosts::Transport::Tcp { host, .. } | hosts::Transport::Ssh { host, .. } => host,
+        hosts::Transport::Tcp { host, .. }
+        | hosts::Transport::Ssh { host, .. }
+        | hosts::Transport::Reapi { host, .. } => host,
         hosts::Transport::Local => "localhost",
     }
 }

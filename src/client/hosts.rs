@@ -3,8 +3,9 @@ The `DISTCC_HOSTS` grammar (distcc 3.4 src/hosts.c), pure.
 
 ```text
 HOSTS      = { TOKEN | '#' comment-to-end-of-line }, separated by whitespace
-TOKEN      = GLOBAL | LOCAL | SSH | TCP
+TOKEN      = GLOBAL | LOCAL | REAPI | SSH | TCP
 GLOBAL     = --randomize | --localslots(/|=)N | --localslots_cpp(/|=)N
+REAPI      = reapi://HOST:PORT[(/|=)N]{ ',instance=' NAME | ',tls' }    (ours)
 LOCAL      = localhost[(/|=)N]            anything after N is ignored
 SSH        = [USER]@HOST[(/|=)N][:COMMAND][OPTIONS]
 TCP        = HOST[:PORT][(/|=)N][OPTIONS] | HOST[(/|=)N][:PORT][OPTIONS]
@@ -53,6 +54,14 @@ pub enum Transport {
         host: String,
         command: Option<String>,
     },
+    /// A Remote Execution API cluster (Bazel's protocol), not a distccd.
+    Reapi {
+        host: String,
+        port: u16,
+        /// The cluster's instance name; `""` by default, as REAPI's.
+        instance: String,
+        tls: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +106,7 @@ impl HostSpec {
             Transport::Local => format!("{kind}_localhost_{slot}"),
             Transport::Tcp { host, port } => format!("{kind}_tcp_{host}_{port}_{slot}"),
             Transport::Ssh { host, .. } => format!("{kind}_ssh_{host}_{slot}"),
+            Transport::Reapi { host, port, .. } => format!("{kind}_reapi_{host}_{port}_{slot}"),
         }
     }
 }
@@ -294,7 +304,11 @@ fn parse_token(token: &str) -> Result<Item, Msg> {
             format!("unknown keyword '{token}'")
         });
     }
-    let (transport, limit, opts) = if let Some(rest) = local_rest(token) {
+    let (transport, limit, opts) = if let Some(rest) = token.strip_prefix("reapi://") {
+        parse_reapi(rest)?
+    } else if token.contains("://") {
+        return Err("unknown scheme (known: reapi://HOST:PORT)".into());
+    } else if let Some(rest) = local_rest(token) {
         let (limit, _ignored) = take_limit(rest, None)?;
         let limit = limit.unwrap_or(DEFAULT_LOCAL_LIMIT);
         (Transport::Local, limit, Options::default())
@@ -474,6 +488,44 @@ fn parse_tcp(token: &str) -> Result<(Transport, u32, Options), Msg> {
         Transport::Tcp { host, port },
         limit.unwrap_or(DEFAULT_REMOTE_LIMIT),
         opts,
+    ))
+}
+
+/// `HOST:PORT[/N][,instance=NAME][,tls]`, after `reapi://`.
+fn parse_reapi(s: &str) -> Result<(Transport, u32, Options), Msg> {
+    reject_bare_ipv6(s)?;
+    let (host, rest) = take_host(s, b"/=:,", "hostname after 'reapi://'")?;
+    let Some(rest) = rest.strip_prefix(':') else {
+        return Err("a REAPI host needs its port, as in 'reapi://HOST:8980'".into());
+    };
+    let (port, rest) = parse_port(rest)?;
+    let (limit, rest) = take_limit(rest, Some(","))?;
+    let (mut instance, mut tls) = (String::new(), false);
+    if !rest.is_empty() {
+        let list = rest
+            .strip_prefix(',')
+            .ok_or_else(|| format!("unexpected '{rest}'"))?;
+        for opt in list.split(',') {
+            match opt {
+                "tls" => tls = true,
+                _ if opt.starts_with("instance=") => instance = opt["instance=".len()..].to_string(),
+                "" => return Err("empty option (stray ',')".into()),
+                "lzo" | "cpp" | "down" => {
+                    return Err(format!("',{opt}' is for distccd hosts, not REAPI ones"));
+                }
+                _ => return Err(format!("unknown option ',{opt}' (known: ,instance=NAME ,tls)")),
+            }
+        }
+    }
+    Ok((
+        Transport::Reapi {
+            host,
+            port,
+            instance,
+            tls,
+        },
+        limit.unwrap_or(DEFAULT_REMOTE_LIMIT),
+        Options::default(),
     ))
 }
 
@@ -666,6 +718,16 @@ mod tests {
         (t, limit)
     }
 
+    fn reapi(host: &str, port: u16, instance: &str, tls: bool, limit: u32) -> (Transport, u32) {
+        let t = Transport::Reapi {
+            host: host.to_string(),
+            port,
+            instance: instance.to_string(),
+            tls,
+        };
+        (t, limit)
+    }
+
     fn one(token: &str) -> HostSpec {
         let list = parse(token).unwrap_or_else(|e| panic!("{token}: {e}"));
         assert_eq!(list.hosts.len(), 1, "{token}");
@@ -747,6 +809,14 @@ mod tests {
             ("@[::1]/2", ssh(None, "::1", None, 2)),
             // Only what follows ':' is a command, even if it looks like a limit.
             ("@red:/bin/d/9", ssh(None, "red", Some("/bin/d/9"), 4)),
+            ("reapi://rbe:8980", reapi("rbe", 8980, "", false, 4)),
+            ("reapi://rbe:8980/64", reapi("rbe", 8980, "", false, 64)),
+            ("reapi://rbe:443=16,tls", reapi("rbe", 443, "", true, 16)),
+            (
+                "reapi://10.1.2.3:8980/8,instance=main/linux,tls",
+                reapi("10.1.2.3", 8980, "main/linux", true, 8),
+            ),
+            ("reapi://[::1]:8980,instance=", reapi("::1", 8980, "", false, 4)),
         ];
         for (token, (transport, limit)) in cases {
             let h = one(token);
@@ -828,6 +898,33 @@ mod tests {
             ("/4", "/4", "hostname is required"),
             ("angry::", "angry::", "invalid port ':'"),
             ("angry:", "angry:", "missing port"),
+            ("reapi://rbe", "reapi://rbe", "needs its port"),
+            ("reapi://rbe/4", "reapi://rbe/4", "needs its port"),
+            (
+                "reapi://:8980",
+                "reapi://:8980",
+                "hostname after 'reapi://' is required",
+            ),
+            ("reapi://rbe:0", "reapi://rbe:0", "not in 1..65535"),
+            (
+                "reapi://rbe:8980,lzo",
+                "reapi://rbe:8980,lzo",
+                "for distccd hosts",
+            ),
+            (
+                "reapi://rbe:8980,cpp,lzo",
+                "reapi://rbe:8980,cpp,lzo",
+                "for distccd hosts",
+            ),
+            (
+                "reapi://rbe:8980,tlss",
+                "reapi://rbe:8980,tlss",
+                "unknown option ',tlss'",
+            ),
+            ("reapi://rbe:8980,", "reapi://rbe:8980,", "stray ','"),
+            ("reapi://rbe:8980x", "reapi://rbe:8980x", "invalid port"),
+            ("reapi://fe80::1:8980", "reapi://fe80::1:8980", "in brackets"),
+            ("grpc://rbe:8980", "grpc://rbe:8980", "unknown scheme"),
             ("angry:0", "angry:0", "not in 1..65535"),
             ("angry:65536", "angry:65536", "not in 1..65535"),
             ("angry:-1", "angry:-1", "invalid port '-1'"),
@@ -948,6 +1045,11 @@ mod tests {
             ("red:4000/9,lzo", "cpu_tcp_red_4000_2", "backoff_tcp_red_4000_0"),
             ("[::1]:4000", "cpu_tcp_::1_4000_2", "backoff_tcp_::1_4000_0"),
             ("me@red:/bin/distccd", "cpu_ssh_red_2", "backoff_ssh_red_0"),
+            (
+                "reapi://rbe:8980/64",
+                "cpu_reapi_rbe_8980_2",
+                "backoff_reapi_rbe_8980_0",
+            ),
         ];
         for (token, lock, backoff) in cases {
             let h = one(token);

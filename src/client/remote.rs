@@ -97,6 +97,10 @@ pub fn connect(
             })
         }
         Transport::Local => Err(HostFault::new(FaultKind::Connect, "localhost is not a server")),
+        Transport::Reapi { .. } => Err(HostFault::new(
+            FaultKind::Connect,
+            "a REAPI cluster is not a distccd",
+        )),
     }
 }
 
