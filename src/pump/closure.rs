@@ -125,6 +125,7 @@ pub struct Build {
     probes: Probes,
     parsed: HashMap<PathBuf, (Stamp, Arc<directives::Directives>)>,
     dirs: HashMap<PathBuf, Listing>,
+    compilers: HashMap<(String, Option<PathBuf>), Option<PathBuf>>,
     epoch: u64,
     pub counts: Counts,
     /// PATH, for a compiler named without a directory.
@@ -153,7 +154,15 @@ impl Build {
 
     fn walk(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
         let c = command::parse(argv)?;
-        let compiler = find_compiler(&c.compiler, cwd, self.path.as_deref())
+        // Looked up once per build: PATH is the build's, and every
+        // request names the same compiler or two.
+        let key = (c.compiler.clone(), c.compiler.contains('/').then(|| cwd.to_owned()));
+        let path = self.path.clone();
+        let compiler = self
+            .compilers
+            .entry(key)
+            .or_insert_with(|| find_compiler(&c.compiler, cwd, path.as_deref()))
+            .clone()
             .ok_or_else(|| NotCovered(format!("{} is not found on PATH", c.compiler)))?;
         let lists = self
             .probes
@@ -237,8 +246,14 @@ impl Build {
             let racy = mtime.is_none_or(|t| {
                 SystemTime::now().duration_since(t).is_ok_and(|age| age < RACY) || SystemTime::now() < t
             });
-            if racy || mtime != l.mtime || l.names.is_none() {
-                l.mtime = if racy { None } else { mtime };
+            if racy {
+                // Changing now (a build's own directories, as objects land):
+                // a listing would be stale at once, and rereading it for
+                // every request costs more than asking for the one name.
+                l.mtime = None;
+                l.names = None;
+            } else if mtime != l.mtime || l.names.is_none() {
+                l.mtime = mtime;
                 l.names = Some(match fs::read_dir(dir) {
                     Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
                     Err(_) => HashSet::new(),
@@ -246,7 +261,10 @@ impl Build {
                 self.counts.dirs_read += 1;
             }
         }
-        l.names.as_ref().is_some_and(|n| n.contains(name))
+        match &l.names {
+            Some(n) => n.contains(name),
+            None => fs::symlink_metadata(dir.join(name)).is_ok(),
+        }
     }
 }
 
