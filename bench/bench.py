@@ -729,7 +729,7 @@ def pump_part(work, args, say):
     # BENCH_PUMP_PROJECTS=lua,zstd: only those (a quick look at one change).
     only = os.environ.get("BENCH_PUMP_PROJECTS")
     if only:
-        projects = [p for p in projects if p.name in only.split(",")]
+        projects = [p for p in projects if p["name"].lower() in only.lower().split(",")]
     d = LoggedDaemons(work, 3, 4)
     try:
         bench = PumpBench(work, d, 4)
