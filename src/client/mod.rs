@@ -28,6 +28,7 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod pump;
+pub mod reapi;
 pub mod remote;
 pub mod settings;
 
