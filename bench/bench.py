@@ -14,6 +14,8 @@ markdown to bench/results.md.
 
 import argparse
 import os
+import re
+import shlex
 import resource
 import shutil
 import socket
@@ -27,7 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-OURS = REPO / "target" / "release"
+# Where `cargo build --release` puts the binaries (CARGO_TARGET_DIR if set).
+OURS = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "release"
 REAL_CLIENT = "/usr/bin/distcc"
 REAL_DAEMON = "/usr/bin/distccd"
 
@@ -358,10 +361,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--per-job-only", action="store_true", help="only the per-job and memory parts")
-    ap.add_argument("--only", choices=["per-job", "sandbox", "project", "large"], help="only one part")
+    ap.add_argument("--only", choices=["per-job", "sandbox", "project", "large", "pump"], help="only one part")
     args = ap.parse_args()
     parts = ({args.only} if args.only else {"per-job", "sandbox"} if args.per_job_only
-             else {"per-job", "sandbox", "project", "large"})
+             else {"per-job", "sandbox", "project", "large", "pump"})
     rounds, per_round = (2, 20) if args.quick else (5, 60)
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
     work = Path(tempfile.mkdtemp(prefix="distcc-rs-bench-"))
@@ -384,6 +387,8 @@ def main():
             project_part(work, d, args, say)
         if "large" in parts:
             large_part(work, d, args, say)
+        if "pump" in parts:
+            pump_part(work, args, say)
     finally:
         d.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -458,6 +463,347 @@ def large_part(work, d, args, say):
         b = big.get(("b 3.4 client + 3.4 daemon", lzo))
         ratio = median(v) / median(b) if b else float("nan")
         say(f"| {name} | {lzo or '-'} | {median(v):.2f} | {ratio:.2f} |")
+
+
+# Pump mode: the four projects of tests/it/pump_projects.rs.
+PUMP_CRATES = (("lua-src", "551.1.0"), ("zstd-sys", "2.1.3+zstd.1.5.7"), ("libwebp-sys", "0.14.4"),
+               ("meshopt", "0.7.0"))
+PUMP_MK = "distcc-bench.mk"
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+def sources_in(tree, d, ext):
+    return sorted(f"{d}/{n}" for n in os.listdir(tree / d) if n.endswith(ext))
+
+
+def pump_projects(work):
+    """The crates, files and flags of tests/it/pump_projects.rs: every C
+    file of each (zstd's one assembler file left out), Lua and meshoptimizer
+    with -g."""
+    got = {c: fetch_crate_sources(work, c, v) for c, v in PUMP_CRATES}
+    lua = got["lua-src"] / "lua-5.4.9"
+    zstd = got["zstd-sys"] / "zstd" / "lib"
+    webp = got["libwebp-sys"] / "vendor"
+    mesh = got["meshopt"] / "vendor"
+    webp_dirs = ("src/dec", "src/demux", "src/dsp", "src/enc", "src/mux", "src/utils", "sharpyuv")
+    return [
+        dict(name="Lua", crate="lua-src 551.1.0", tree=lua, cxx=False, sources=[f"{m}.c" for m in LUA_CORE],
+             flags="-O2 -g -Wall -DLUA_COMPAT_5_3 -DLUA_USE_LINUX"),
+        dict(name="zstd", crate="zstd-sys 2.1.3+zstd.1.5.7", tree=zstd, cxx=False,
+             sources=[s for d in ("common", "compress", "decompress") for s in sources_in(zstd, d, ".c")],
+             flags="-O1 -Wall -DXXH_NAMESPACE=ZSTD_ -DZSTD_MULTITHREAD -I. -Icommon"),
+        dict(name="libwebp", crate="libwebp-sys 0.14.4", tree=webp, cxx=False,
+             sources=[s for d in webp_dirs for s in sources_in(webp, d, ".c")],
+             flags="-O1 -Wall -fvisibility=hidden -DNDEBUG=1 -D_THREAD_SAFE=1 -DWEBP_USE_THREAD=1 "
+                   "-DWEBP_HAVE_SSE2=1 -I."),
+        dict(name="meshoptimizer", crate="meshopt 0.7.0", tree=mesh, cxx=True, sources=sources_in(mesh, "src", ".cpp"),
+             flags="-O1 -g -Wall -std=c++17"),
+    ]
+
+
+def obj_of(src):
+    return src.rsplit(".", 1)[0] + ".o"
+
+
+def pump_makefile(p):
+    var, fl, ext = ("CXX", "CXXFLAGS", "cpp") if p["cxx"] else ("CC", "CFLAGS", "c")
+    objs = " ".join(obj_of(s) for s in p["sources"])
+    return f"OBJS = {objs}\n{fl} = {p['flags']}\nall: $(OBJS)\n%.o: %.{ext}\n\t$({var}) $({fl}) -MD -c $< -o $@\n"
+
+
+class LoggedDaemons:
+    """N of our distccd and N of distcc 3.4's, each logging its jobs (info:
+    one COMPILE_OK line per job, ours with its protocol) to its own file."""
+
+    def __init__(self, work, count, jobs):
+        self.procs, self.ours, self.real = [], [], []
+        allowed = work / "allowed"
+        allowed.mkdir(exist_ok=True)
+        for c in ["cc", "gcc", "x86_64-linux-gnu-gcc", "g++", "x86_64-linux-gnu-g++"]:
+            if not (allowed / c).exists():
+                (allowed / c).symlink_to(OURS / "distcc")
+        tmp = work / "daemon-tmp"
+        tmp.mkdir(exist_ok=True)
+        os.chmod(tmp, 0o1777)
+        common = ["--daemon", "--no-detach", "--allow", "127.0.0.1", "--jobs", str(jobs), "--log-level", "info",
+                  "--log-stderr"]
+        for i in range(count):
+            for ours in (True, False):
+                port = free_port()
+                log = work / f"pump-daemon-{'ours' if ours else '3.4'}-{i}.log"
+                argv = ([str(OURS / "distccd"), "--port", str(port), "--compiler-dir", str(allowed)] if ours
+                        else [REAL_DAEMON, "--port", str(port)]) + common
+                with open(log, "wb") as f:
+                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f,
+                                            env=dict(os.environ, TMPDIR=str(tmp)), start_new_session=True)
+                wait_port(port, proc, argv[0])
+                self.procs.append(proc)
+                (self.ours if ours else self.real).append((port, log))
+        self.offsets = {}
+
+    def jobs_since_last(self, ours, servers, want):
+        """The COMPILE_OK lines logged since the last call, waiting a little
+        for the last of `want`."""
+        logs = [log for _, log in (self.ours if ours else self.real)]
+        deadline = time.monotonic() + 10
+        while True:
+            lines, ends = [], {}
+            for log in logs:
+                b = log.read_bytes()
+                cut = b.rfind(b"\n") + 1
+                lines += b[self.offsets.get(log, 0):cut].decode(errors="replace").splitlines()
+                ends[log] = cut
+            ok = [line for line in lines if "COMPILE_OK" in line]
+            if len(ok) >= want or time.monotonic() > deadline:
+                self.offsets.update(ends)
+                return ok, [line for line in lines if "COMPILE_ERROR" in line or "FAIL" in line]
+            time.sleep(0.05)
+
+    def stop(self):
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, 9)
+            except OSError:
+                pass
+            proc.wait()
+
+
+def run_tree(argv, cwd, env, out_path):
+    """Wall time and user+sys CPU of the whole process tree: RUSAGE_CHILDREN
+    (every descendant reaped by its parent, the include server by pump), and
+    the same tree's cpuacct cgroup as a check that nothing escaped it."""
+    cg = None
+    if CPUACCT.is_dir():
+        cg = CPUACCT / f"distcc-rs-bench-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            cg.mkdir()
+        except OSError:
+            cg = None
+
+    def enter():
+        (cg / "cgroup.procs").write_text(str(os.getpid()))
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    with open(out_path, "wb") as out:
+        r = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                           preexec_fn=enter if cg else None)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cg_cpu, left = None, []
+    if cg:
+        cg_cpu = int((cg / "cpuacct.usage").read_text()) / 1e9
+        left = (cg / "cgroup.procs").read_text().split()
+        if not left:
+            cg.rmdir()
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed in {cwd}:\n{Path(out_path).read_text(errors='replace')[-3000:]}")
+    if left:
+        sys.exit(f"{' '.join(argv)}: processes {left} outlived the build")
+    return wall, cpu, cg_cpu
+
+
+def proc_cpu(pid):
+    """CPU time of a running process, all its threads (schedstat, ns)."""
+    total = 0
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        total += int((t / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+IS_STATS = re.compile(r"include server: (\d+) requests \((\d+) given up\), (\d+) files parsed, (\d+) directories read")
+
+
+class PumpBench:
+    def __init__(self, work, daemons, jobs_per_server):
+        self.work, self.d, self.jps = work, daemons, jobs_per_server
+        self.tmp = work / "pump-tmp"
+        self.tmp.mkdir(exist_ok=True)
+
+    def env(self, label, hosts):
+        e = env_for(self.work, hosts, label)
+        for k in ("INCLUDE_SERVER_PORT", "INCLUDE_SERVER_PID", "INCLUDE_SERVER_DIR", "INCLUDE_SERVER_ARGS",
+                  "DISTCC_LOCATION", "CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH"):
+            e.pop(k, None)
+        e["TMPDIR"] = str(self.tmp)
+        return e
+
+    def hosts(self, ours, servers, pump):
+        ports = [p for p, _ in (self.d.ours if ours else self.d.real)[:servers]]
+        return " ".join(f"127.0.0.1:{p}/{self.jps}{',cpp,lzo' if pump else ',lzo'}" for p in ports)
+
+    def make_argv(self, p, client, servers):
+        var, compiler = ("CXX", "g++") if p["cxx"] else ("CC", "gcc")
+        # As many jobs as slots: no client waits for a slot, so the
+        # 5 ms rescan (env_for) costs no polling in either mode.
+        return ["make", "-s", "-f", PUMP_MK, f"-j{self.jps * servers}", f"{var}={client} {compiler}"]
+
+    def clean(self, p, proj):
+        for s in p["sources"]:
+            for f in (proj / obj_of(s), proj / (obj_of(s)[:-2] + ".d")):
+                if f.exists():
+                    f.unlink()
+
+    def check(self, p, proj, how, ours, servers, pump):
+        missing = [s for s in p["sources"] if not (proj / obj_of(s)).is_file()]
+        if missing:
+            sys.exit(f"{p['name']}, {how}: no object for {missing}")
+        n = len(p["sources"])
+        ok, bad = self.d.jobs_since_last(ours, servers, n)
+        if len(ok) != n or bad:
+            sys.exit(f"{p['name']}, {how}: {len(ok)} jobs done remotely for {n} sources:\n" + "\n".join(bad[:10]))
+        if ours:
+            proto = [line.split("protocol:")[1].split()[0] if "protocol:" in line else "?" for line in ok]
+            want = "3" if pump else "2"
+            if any(x != want for x in proto):
+                sys.exit(f"{p['name']}, {how}: protocols {sorted(set(proto))}, want {want} for every job")
+
+    def build(self, p, proj, label, ours, servers, pump):
+        """One whole build: (wall, tree CPU, cgroup CPU, -s statistics)."""
+        self.clean(p, proj)
+        env = self.env(label, self.hosts(ours, servers, pump))
+        client = str(OURS / "distcc") if ours else REAL_CLIENT
+        argv = self.make_argv(p, client, servers)
+        if pump:
+            env["INCLUDE_SERVER_ARGS"] = "-s"
+            argv = [str(OURS / "pump")] + argv
+        out = self.work / "pump-build.out"
+        wall, cpu, cg = run_tree(argv, proj, env, out)
+        self.check(p, proj, label, ours, servers, pump)
+        stats = None
+        if pump:
+            m = IS_STATS.search(out.read_text(errors="replace"))
+            if not m:
+                sys.exit(f"{p['name']}: no include-server statistics in pump's output")
+            stats = tuple(int(x) for x in m.groups())
+            if stats[0] != len(p["sources"]) or stats[1]:
+                sys.exit(f"{p['name']}: include server: {stats[0]} requests, {stats[1]} given up, "
+                         f"for {len(p['sources'])} sources")
+        return wall, cpu, cg, stats
+
+    def server_cold_warm(self, p, proj):
+        """`pump --startup`, two builds with plain `make` against that one
+        include server (cold, then warm), `pump --shutdown`: the server's own
+        CPU over each build, and the tree CPU of each build without it."""
+        env = self.env("f ours pump", self.hosts(True, 1, True))
+        errf = self.work / "pump-startup.err"
+        with open(errf, "wb") as err:
+            # The server keeps this stderr: stdout alone is read to its end.
+            r = subprocess.run([str(OURS / "pump"), "--startup"], env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=err, text=True)
+        if r.returncode != 0:
+            sys.exit(f"pump --startup failed: {errf.read_text()}")
+        for line in r.stdout.splitlines():
+            k, _, v = line.removeprefix("export ").partition("=")
+            env[k] = shlex.split(v)[0]
+        pid = int(env["INCLUDE_SERVER_PID"])
+        try:
+            argv = self.make_argv(p, str(OURS / "distcc"), 1)
+            out = []
+            c0 = proc_cpu(pid)
+            for _ in range(2):
+                self.clean(p, proj)
+                _, cpu, _ = run_tree(argv, proj, env, self.work / "pump-build.out")
+                self.check(p, proj, "pump --startup", True, 1, True)
+                c1 = proc_cpu(pid)
+                out.append((c1 - c0, cpu))
+                c0 = c1
+            return out
+        finally:
+            subprocess.run([str(OURS / "pump"), "--shutdown"], env=env, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                os.kill(pid, 0)
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+PUMP_CONFIGS = (("f ours, pump", True, True), ("g ours, plain", True, False), ("h 3.4, plain", False, False))
+
+
+def pump_part(work, args, say):
+    rounds = 1 if args.quick else 2
+    projects = pump_projects(work)
+    # BENCH_PUMP_PROJECTS=lua,zstd: only those (a quick look at one change).
+    only = os.environ.get("BENCH_PUMP_PROJECTS")
+    if only:
+        projects = [p for p in projects if p["name"].lower() in only.lower().split(",")]
+    d = LoggedDaemons(work, 3, 4)
+    try:
+        bench = PumpBench(work, d, 4)
+        res = {}
+        for p in projects:
+            proj = work / f"pump-{p['name']}"
+            shutil.rmtree(proj, ignore_errors=True)
+            shutil.copytree(p["tree"], proj, symlinks=True)
+            (proj / PUMP_MK).write_text(pump_makefile(p))
+            p["proj"] = proj
+        for r in range(rounds):
+            for p in projects:
+                for servers in (1, 3):
+                    cfgs = PUMP_CONFIGS[r % 3:] + PUMP_CONFIGS[:r % 3]
+                    for label, ours, pump in cfgs:
+                        got = bench.build(p, p["proj"], label, ours, servers, pump)
+                        res.setdefault((p["name"], label, servers), []).append(got)
+                        print(f"  round {r + 1} {p['name']} {label} x{servers}: {got[0]:.2f} s, "
+                              f"tree CPU {got[1]:.2f} s, cgroup {got[2]}", flush=True)
+                cw = bench.server_cold_warm(p, p["proj"])
+                res.setdefault((p["name"], "server"), []).append(cw)
+                print(f"  round {r + 1} {p['name']} include server cold {cw[0][0]:.3f} s, warm {cw[1][0]:.3f} s",
+                      flush=True)
+    finally:
+        d.stop()
+    pump_report(projects, res, rounds, say)
+
+
+def pump_report(projects, res, rounds, say):
+    say(f"Pump mode, {rounds} rounds, every build checked remote (every object made, every job in our distccd's "
+        "log, protocol 3 for pump and 2 for plain). All servers are on this machine and share its cores: wall "
+        "time shows overhead, not scaling.\n")
+    say("Client-side CPU of the whole build (make, the clients, the include server, local preprocessing; "
+        "user+sys, RUSAGE_CHILDREN of the tree; in brackets the tree's cpuacct cgroup). "
+        "Goal: pump mode at most a fifth of plain mode's.\n")
+    say("| project | files | servers | ours plain CPU s | ours pump CPU s | pump / plain | goal <= 0.20 "
+        "| 3.4 plain CPU s |")
+    say("|---|---|---|---|---|---|---|---|")
+    for p in projects:
+        for servers in (1, 3):
+            cpu = {lab: median([x[1] for x in res[(p["name"], lab, servers)]]) for lab, _, _ in PUMP_CONFIGS}
+            cg = {lab: median([x[2] for x in res[(p["name"], lab, servers)] if x[2] is not None])
+                  for lab, _, _ in PUMP_CONFIGS}
+            ratio = cpu["f ours, pump"] / cpu["g ours, plain"]
+            say(f"| {p['name']} | {len(p['sources'])} | {servers} | {cpu['g ours, plain']:.2f} "
+                f"({cg['g ours, plain']:.2f}) | {cpu['f ours, pump']:.2f} ({cg['f ours, pump']:.2f}) "
+                f"| {ratio:.2f} | {'met' if ratio <= 0.2 else 'missed'} | {cpu['h 3.4, plain']:.2f} |")
+    say()
+    say("| project | servers | ours pump wall s | ours plain wall s | 3.4 plain wall s | pump / 3.4 plain "
+        "| ours plain / 3.4 plain |")
+    say("|---|---|---|---|---|---|---|")
+    for p in projects:
+        for servers in (1, 3):
+            w = {lab: median([x[0] for x in res[(p["name"], lab, servers)]]) for lab, _, _ in PUMP_CONFIGS}
+            say(f"| {p['name']} | {servers} | {w['f ours, pump']:.2f} | {w['g ours, plain']:.2f} "
+                f"| {w['h 3.4, plain']:.2f} | {w['f ours, pump'] / w['h 3.4, plain']:.2f} "
+                f"| {w['g ours, plain'] / w['h 3.4, plain']:.2f} |")
+    say()
+    say("The include server (`pump --startup`, two builds with `make` against it, `pump --shutdown`): its own CPU "
+        "(schedstat of its threads) over the build, per request; the builds' tree CPU without it. "
+        "Statistics (-s) of the `pump make` builds: files parsed, directories read.\n")
+    say("| project | requests | cold: server CPU s | per request ms | warm: server CPU s | per request ms "
+        "| tree CPU without server s | files parsed | dirs read |")
+    say("|---|---|---|---|---|---|---|---|---|")
+    for p in projects:
+        n = len(p["sources"])
+        sv = res[(p["name"], "server")]
+        cold = median([x[0][0] for x in sv])
+        warm = median([x[1][0] for x in sv])
+        tree = median([x[1][1] for x in sv])
+        st = [x[3] for x in res[(p["name"], "f ours, pump", 1)]]
+        say(f"| {p['name']} | {n} | {cold:.3f} | {cold / n * 1000:.2f} | {warm:.3f} | {warm / n * 1000:.2f} "
+            f"| {tree:.2f} | {st[0][2]} | {st[0][3]} |")
+    say()
 
 
 if __name__ == "__main__":

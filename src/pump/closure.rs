@@ -125,6 +125,7 @@ pub struct Build {
     probes: Probes,
     parsed: HashMap<PathBuf, (Stamp, Arc<directives::Directives>)>,
     dirs: HashMap<PathBuf, Listing>,
+    compilers: HashMap<(String, Option<PathBuf>), Option<PathBuf>>,
     epoch: u64,
     pub counts: Counts,
     /// PATH, for a compiler named without a directory.
@@ -136,6 +137,8 @@ struct Node {
     /// As the compiler names it (relative to `cwd`, or absolute).
     named: PathBuf,
     system: bool,
+    /// Its stat when reached (one stat per file and request).
+    meta: fs::Metadata,
 }
 
 impl Build {
@@ -151,7 +154,15 @@ impl Build {
 
     fn walk(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
         let c = command::parse(argv)?;
-        let compiler = find_compiler(&c.compiler, cwd, self.path.as_deref())
+        // Looked up once per build: PATH is the build's, and every
+        // request names the same compiler or two.
+        let key = (c.compiler.clone(), c.compiler.contains('/').then(|| cwd.to_owned()));
+        let path = self.path.clone();
+        let compiler = self
+            .compilers
+            .entry(key)
+            .or_insert_with(|| find_compiler(&c.compiler, cwd, path.as_deref()))
+            .clone()
             .ok_or_else(|| NotCovered(format!("{} is not found on PATH", c.compiler)))?;
         let lists = self
             .probes
@@ -235,8 +246,14 @@ impl Build {
             let racy = mtime.is_none_or(|t| {
                 SystemTime::now().duration_since(t).is_ok_and(|age| age < RACY) || SystemTime::now() < t
             });
-            if racy || mtime != l.mtime || l.names.is_none() {
-                l.mtime = if racy { None } else { mtime };
+            if racy {
+                // Changing now (a build's own directories, as objects land):
+                // a listing would be stale at once, and rereading it for
+                // every request costs more than asking for the one name.
+                l.mtime = None;
+                l.names = None;
+            } else if mtime != l.mtime || l.names.is_none() {
+                l.mtime = mtime;
                 l.names = Some(match fs::read_dir(dir) {
                     Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
                     Err(_) => HashSet::new(),
@@ -244,8 +261,47 @@ impl Build {
                 self.counts.dirs_read += 1;
             }
         }
-        l.names.as_ref().is_some_and(|n| n.contains(name))
+        match &l.names {
+            Some(n) => n.contains(name),
+            None => fs::symlink_metadata(dir.join(name)).is_ok(),
+        }
     }
+}
+
+/// The names of the macros that expanding `computed` can look up: its
+/// identifiers and, again and again, those in the bodies of their
+/// definitions. `None` (every macro counts) if one of those bodies pastes
+/// (`##`), as a pasted name can be any name.
+fn reachable_macros<'a>(
+    computed: &'a [(Vec<directives::Token>, How, PathBuf, bool)],
+    defs: impl Iterator<Item = &'a Define>,
+) -> Option<HashSet<&'a [u8]>> {
+    use directives::Kind;
+    let mut by_name: HashMap<&[u8], Vec<&Define>> = HashMap::new();
+    for d in defs {
+        by_name.entry(d.name.as_slice()).or_default().push(d);
+    }
+    let mut wanted: HashSet<&[u8]> = HashSet::new();
+    let mut todo: Vec<&[u8]> = Vec::new();
+    for (tokens, ..) in computed {
+        for t in tokens {
+            if t.kind == Kind::Ident && wanted.insert(t.text.as_slice()) {
+                todo.push(t.text.as_slice());
+            }
+        }
+    }
+    while let Some(name) = todo.pop() {
+        for d in by_name.get(name).into_iter().flatten() {
+            for t in &d.body {
+                match t.kind {
+                    Kind::Punct if t.text == b"##" || t.text == b"%:%:" => return None,
+                    Kind::Ident if wanted.insert(t.text.as_slice()) => todo.push(t.text.as_slice()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(wanted)
 }
 
 /// The compiler a command names: a path, or the first on PATH that is not
@@ -322,7 +378,7 @@ impl Walk<'_> {
         if self.seen.len() > MAX_FILES {
             return Err(NotCovered(format!("more than {MAX_FILES} files")));
         }
-        self.queue.push(Node { named, system });
+        self.queue.push(Node { named, system, meta: m });
         Ok(())
     }
 
@@ -409,7 +465,7 @@ impl Walk<'_> {
         loop {
             while let Some(node) = self.queue.pop() {
                 let abs = self.abs(&node.named);
-                let Ok(m) = fs::metadata(&abs) else { continue };
+                let m = node.meta.clone();
                 let d = b.directives(&abs, &m)?;
                 let includer = node.named.parent().map(Path::to_owned).unwrap_or_default();
                 for inc in &d.includes {
@@ -427,14 +483,21 @@ impl Walk<'_> {
             }
             (done_defs, done_computed) = (self.parsed.len(), self.computed.len());
             let mut table = macros::Table::default();
-            for def in self
-                .predefined
-                .iter()
-                .filter(|d| !self.undefined.contains(&d.name))
-                .chain(&self.defines)
-                .chain(self.parsed.iter().flat_map(|d| d.defines.iter()))
-            {
-                table.add(def);
+            let all = || {
+                self.predefined
+                    .iter()
+                    .filter(|d| !self.undefined.contains(&d.name))
+                    .chain(&self.defines)
+                    .chain(self.parsed.iter().flat_map(|d| d.defines.iter()))
+            };
+            // Only the macros the computed includes can reach: the whole
+            // table (the compiler's few hundred and every header's) cost
+            // most of a warm request to build, for one or two lookups.
+            let wanted = reachable_macros(&self.computed, all());
+            for def in all() {
+                if wanted.as_ref().is_none_or(|w| w.contains(def.name.as_slice())) {
+                    table.add(def);
+                }
             }
             let computed = self.computed.clone();
             for (tokens, how, includer, from_system) in &computed {
