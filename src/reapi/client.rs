@@ -170,7 +170,11 @@ fn causes(e: &dyn StdError) -> String {
     let mut s = e.to_string();
     let mut next = e.source();
     while let Some(c) = next {
-        let _ = write!(s, ": {c}");
+        // hyper and tonic repeat their cause in their own message.
+        let text = c.to_string();
+        if !s.contains(&text) {
+            let _ = write!(s, ": {text}");
+        }
         next = c.source();
     }
     s
@@ -237,13 +241,18 @@ async fn session(endpoint: &Endpoint, auth: Auth, job: &Job, prepared: &Prepared
     let outputs = &prepared.command.output_paths;
     let mut skip_cache_lookup = false;
     if !job.do_not_cache {
-        if let Some(hit) = s.lookup(&prepared.action_digest, outputs).await? {
-            match s.outcome(job, hit, &prepared.action_digest, true).await? {
+        match s.lookup(&prepared.action_digest, outputs).await? {
+            None => {}
+            // A failure in the cache may be the worker's (no compiler
+            // there, a job killed for memory): run it again rather than
+            // replay it for ever, as Bazel does.
+            Some(hit) if hit.exit_code != 0 => skip_cache_lookup = true,
+            Some(hit) => match s.outcome(job, hit, &prepared.action_digest, true).await? {
                 Some(o) => return Ok(o),
                 // The entry names blobs the CAS has dropped: run it again,
                 // and let the fresh result replace the entry.
                 None => skip_cache_lookup = true,
-            }
+            },
         }
     }
     s.upload(&prepared.blobs).await?;
@@ -822,6 +831,44 @@ mod tests {
         j.inputs[0].path = "/etc/passwd".into();
         let r = run(&endpoint(closed_port()), &j);
         assert!(matches!(r, Err(Fault::Refused(_))), "{r:?}");
+    }
+
+    #[test]
+    fn every_call_carries_the_token_and_our_name() {
+        let dir = std::env::temp_dir().join(format!("reapi-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "  s3cret.token\n").unwrap();
+        let mut e = endpoint(1);
+        e.token_file = Some(file.clone());
+        let d = digest(b"action");
+        let mut auth = Auth::new(&e, &d).unwrap();
+        let req = auth.call(Request::new(())).unwrap();
+        let md = req.metadata();
+        assert_eq!(md.get("authorization").unwrap(), "Bearer s3cret.token");
+        let bin = md
+            .get_bin("build.bazel.remote.execution.v2.requestmetadata-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let rm = re::RequestMetadata::decode(bin.as_ref()).unwrap();
+        assert_eq!(rm.action_id, d.hash);
+        assert_eq!(rm.tool_details.unwrap().tool_name, "distcc-rs");
+        // No token file: no authorization header.
+        let mut anon = Auth::new(&endpoint(1), &d).unwrap();
+        assert!(
+            anon.call(Request::new(()))
+                .unwrap()
+                .metadata()
+                .get("authorization")
+                .is_none()
+        );
+        // An empty token, or one that cannot be a header, is refused.
+        for bad in ["\n", "a\nb"] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(matches!(Auth::new(&e, &d), Err(Fault::Permission(_))), "{bad:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
