@@ -756,7 +756,7 @@ fn makepkg_with_reapi(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
 
 /// The small C package makepkg builds with distcc: its sources' names.
 fn c_package(dir: &Path, carch: &str) -> [&'static str; 4] {
-    fs::create_dir_all(&dir).unwrap();
+    fs::create_dir_all(dir).unwrap();
     let sources = ["pkgtest_alpha", "pkgtest_beta", "pkgtest_gamma", "pkgtest_main"];
     fs::write(dir.join("pkgtest.h"), TEST_H).unwrap();
     fs::write(dir.join("Makefile"), TEST_MAKEFILE).unwrap();

@@ -102,9 +102,16 @@ fn lua_builds_on_the_cluster_then_from_its_cache() {
     assert_eq!(cluster.executed(), n, "every compile ran on the worker:\n{log}");
     assert_eq!(count(&log, "executed on the cluster"), n, "{log}");
     let differ = |got: BTreeMap<String, Vec<u8>>| -> Vec<String> {
-        got.into_iter().filter(|(k, v)| local[k] != *v).map(|(k, _)| k).collect()
+        got.into_iter()
+            .filter(|(k, v)| local[k] != *v)
+            .map(|(k, _)| k)
+            .collect()
     };
-    assert_eq!(differ(objects(&proj)), Vec::<String>::new(), "objects differ from a local build's");
+    assert_eq!(
+        differ(objects(&proj)),
+        Vec::<String>::new(),
+        "objects differ from a local build's"
+    );
 
     // A clean rebuild: the action cache answers every job.
     clean(&proj);
@@ -125,7 +132,11 @@ fn lua_builds_on_the_cluster_then_from_its_cache() {
     let _ = fs::remove_file(proj.join("lapi.o"));
     make(&proj, &cc, &env, &["EXTRA=-O1", "lapi.o"]);
     assert_eq!(cluster.executed(), n + 1, "{}", client_log(&proj));
-    assert_ne!(fs::read(proj.join("lapi.o")).unwrap(), local["lapi"], "-O1 made another object");
+    assert_ne!(
+        fs::read(proj.join("lapi.o")).unwrap(),
+        local["lapi"],
+        "-O1 made another object"
+    );
 
     // Another compiler (here one at another path that runs gcc): another
     // action, although the command line is the same.
