@@ -614,9 +614,15 @@ fn read_cpp(child: &mut std::process::Child) -> Result<Vec<u8>, Attempt> {
 /// The host name a monitor shows: no port, no options.
 fn host_name(h: &HostSpec) -> &str {
     match &h.transport {
-        hosts::Transport::Tcp { host, .. }
-        | hosts::Transport::Ssh { host, .. }
-        | hosts::Transport::Reapi { host, .. } => host,
+        hosts::Transport::Tcp { host, .. } | hosts::Transport::Ssh { host, .. } => host,
+        // A cluster, not a machine: `reapi://HOST:PORT`, as written.
+        hosts::Transport::Reapi { .. } => {
+            let after = "reapi://".len();
+            let end = h.spec[after..]
+                .find(['/', '=', ','])
+                .map_or(h.spec.len(), |i| after + i);
+            &h.spec[..end]
+        }
         hosts::Transport::Local => "localhost",
     }
 }
@@ -709,6 +715,9 @@ mod tests {
             ("[::1]:3633,cpp,lzo", "::1"),
             ("build4,lzo", "build4"),
             ("build5", "build5"),
+            ("reapi://rbe:8980/64,instance=main,tls", "reapi://rbe:8980"),
+            ("reapi://[::1]:8980=2", "reapi://[::1]:8980"),
+            ("reapi://rbe:8980", "reapi://rbe:8980"),
         ];
         for (spec, want) in cases {
             let list = hosts::parse(spec).unwrap();
