@@ -7,6 +7,8 @@ Layout:
 - `daemon`: `distccd`: options, access rules, the compiler allow-list
   (pure), and the tokio server that runs jobs.
 - `exitcode`: distcc's exit codes, shared by every binary.
+- `reapi`: a Remote Execution API v2 client for one compile: the action
+  (pure) and the gRPC calls (a runtime made only inside `reapi::run`).
 */
 
 pub mod args;
@@ -16,6 +18,7 @@ pub mod exitcode;
 pub mod monitor;
 pub mod protocol;
 pub mod pump;
+pub mod reapi;
 
 /// The version string both binaries print, in distcc's format.
 pub fn version_banner(program: &str) -> String {

@@ -235,29 +235,18 @@ impl Client {
                 )),
             }
         }
+        if matches!(host.transport, hosts::Transport::Reapi { .. }) {
+            return self.attempt_reapi(compiler, job, preprocessed, host, list, slot_no);
+        }
         // Preprocess while connecting (distcc's overlap): start cpp first.
         let _cpp_slot;
         let mut cpp = match preprocessed {
             Some(_) => None,
             None => {
                 _cpp_slot = self.local_slot(list.localslots_cpp);
-                let cpp_no = _cpp_slot.as_ref().map_or(0, |s| s.index);
-                self.progress
-                    .set(Phase::Preprocess, &job.input, "localhost", cpp_no);
-                let spawned = Command::new(compiler)
-                    .args(job.cpp_argv.iter().skip(1))
-                    .envs(self.child_env.iter().map(|(k, v)| (k, v)))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .spawn();
-                match spawned {
+                match self.spawn_cpp(compiler, job, &_cpp_slot) {
                     Ok(c) => Some(c),
-                    Err(error) => {
-                        return Attempt::Over(Outcome::Failed(Failure::CannotRun {
-                            program: compiler.to_path_buf(),
-                            error,
-                        }));
-                    }
+                    Err(over) => return over,
                 }
             }
         };
@@ -271,21 +260,13 @@ impl Client {
         .and_then(|mut c| c.send_head(&job.server_argv).map(|()| c));
         let made;
         let source: &[u8] = match (cpp.as_mut(), preprocessed) {
-            (Some(child), _) => {
-                let mut text = Vec::new();
-                let read = match child.stdout.take() {
-                    Some(mut out) => out.read_to_end(&mut text),
-                    None => Ok(0),
-                };
-                match (read, child.wait()) {
-                    (Ok(_), Ok(st)) if st.success() => {
-                        made = text;
-                        &made
-                    }
-                    (_, Ok(st)) => return Attempt::Over(Outcome::Preprocessor(st)),
-                    (_, Err(e)) => return Attempt::Over(Outcome::Failed(Failure::Preprocessor(e))),
+            (Some(child), _) => match read_cpp(child) {
+                Ok(text) => {
+                    made = text;
+                    &made
                 }
-            }
+                Err(over) => return over,
+            },
             (None, Some(text)) => text,
             (None, None) => &[],
         };
@@ -297,6 +278,148 @@ impl Client {
         let reply = match sent.and_then(|c| c.reply()) {
             Ok(r) => r,
             Err(fault) => return Attempt::Fault(fault),
+        };
+        self.judge(job, host, slot_no, reply)
+    }
+
+    /// The local preprocessor for `job`, shown in its local slot.
+    fn spawn_cpp(
+        &self,
+        compiler: &Path,
+        job: &Job,
+        slot: &Option<Slot>,
+    ) -> Result<std::process::Child, Attempt> {
+        let cpp_no = slot.as_ref().map_or(0, |s| s.index);
+        self.progress
+            .set(Phase::Preprocess, &job.input, "localhost", cpp_no);
+        Command::new(compiler)
+            .args(job.cpp_argv.iter().skip(1))
+            .envs(self.child_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|error| {
+                Attempt::Over(Outcome::Failed(Failure::CannotRun {
+                    program: compiler.to_path_buf(),
+                    error,
+                }))
+            })
+    }
+
+    /// A REAPI cluster: the job as an Action, from the cache if it has
+    /// run before, else executed there.
+    fn attempt_reapi(
+        &self,
+        compiler: &Path,
+        job: &Job,
+        preprocessed: Option<&[u8]>,
+        host: &HostSpec,
+        list: &HostList,
+        slot_no: u32,
+    ) -> Attempt {
+        let hosts::Transport::Reapi {
+            host: name,
+            port,
+            instance,
+            tls,
+        } = &host.transport
+        else {
+            return Attempt::Fault(HostFault::new(FaultKind::Connect, "not a REAPI host"));
+        };
+        let source = match preprocessed {
+            Some(text) => text.to_vec(),
+            None => {
+                let slot = self.local_slot(list.localslots_cpp);
+                let mut child = match self.spawn_cpp(compiler, job, &slot) {
+                    Ok(c) => c,
+                    Err(over) => return over,
+                };
+                match read_cpp(&mut child) {
+                    Ok(text) => text,
+                    Err(over) => return over,
+                }
+            }
+        };
+        let cache = self.s.distcc_dir.as_ref().map(|d| d.join("reapi"));
+        let identity = match super::reapi::identity(compiler, cache.as_deref()) {
+            Ok(id) => id,
+            Err(why) => {
+                return Attempt::Fault(HostFault::new(
+                    FaultKind::Refused(exitcode::COMPILER_MISSING),
+                    format!("the compiler's identity is unknown: {why}"),
+                ));
+            }
+        };
+        let action = match super::reapi::action(
+            job,
+            source,
+            &identity,
+            self.s.reapi_platform.clone(),
+            self.s.io_timeout,
+        ) {
+            Ok(a) => a,
+            Err(why) => {
+                return Attempt::Fault(HostFault::new(
+                    FaultKind::Refused(exitcode::ACCESS_DENIED),
+                    format!("not a compile a server runs: {why}"),
+                ));
+            }
+        };
+        let endpoint = crate::reapi::Endpoint {
+            host: name.clone(),
+            port: *port,
+            instance: instance.clone(),
+            tls: *tls,
+            token_file: self.s.reapi_token_file.clone(),
+        };
+        self.progress
+            .set(Phase::Compile, &job.input, host_name(host), slot_no);
+        let done = match crate::reapi::run(&endpoint, &action) {
+            Ok(done) => done,
+            Err(fault) => {
+                let kind = match &fault {
+                    crate::reapi::Fault::Unavailable(_) => FaultKind::Connect,
+                    crate::reapi::Fault::Deadline(_) => FaultKind::Timeout,
+                    crate::reapi::Fault::Permission(_) => FaultKind::Refused(exitcode::ACCESS_DENIED),
+                    crate::reapi::Fault::Refused(_) => FaultKind::Refused(exitcode::PROTOCOL_ERROR),
+                    crate::reapi::Fault::Protocol(_) => FaultKind::Protocol,
+                };
+                return Attempt::Fault(HostFault::new(kind, format!("the cluster: {fault}")));
+            }
+        };
+        log::info(&format!(
+            "{}: action {} {}, exit code {}",
+            host.spec,
+            done.action_digest,
+            if done.cached {
+                "from the action cache"
+            } else {
+                "executed on the cluster"
+            },
+            done.exit_code
+        ));
+        let object = done
+            .outputs
+            .iter()
+            .find(|(p, _)| *p == action.outputs[0])
+            .map(|(_, b)| b.clone());
+        let object = match (object, done.exit_code) {
+            (Some(o), _) => o,
+            (None, 0) => {
+                return Attempt::Fault(HostFault::new(
+                    FaultKind::Protocol,
+                    format!("the cluster's result has no {}", action.outputs[0]),
+                ));
+            }
+            (None, _) => Vec::new(),
+        };
+        let reply = Reply {
+            version: Version::Plain,
+            status: ((done.exit_code as u32) & 0xff) << 8,
+            stderr: done.stderr,
+            stdout: done.stdout,
+            object,
+            dotd: None,
         };
         self.judge(job, host, slot_no, reply)
     }
@@ -407,7 +530,12 @@ impl Client {
                 }
             }
             format!("compiled {} on {}", job.input, host.spec)
-        } else if self.s.skip_local_retry || !self.s.fallback {
+        } else if self.s.skip_local_retry
+            || !self.s.fallback
+            // A cluster's result is the compiler's own, run by the
+            // cluster's rules: rerunning it here would only hide them.
+            || matches!(host.transport, hosts::Transport::Reapi { .. })
+        {
             format!(
                 "compile of {} on {} failed with exit code {code}",
                 job.input, host.spec
@@ -469,12 +597,32 @@ impl Client {
     }
 }
 
+/// The preprocessed text a local preprocessor printed.
+fn read_cpp(child: &mut std::process::Child) -> Result<Vec<u8>, Attempt> {
+    let mut text = Vec::new();
+    let read = match child.stdout.take() {
+        Some(mut out) => out.read_to_end(&mut text),
+        None => Ok(0),
+    };
+    match (read, child.wait()) {
+        (Ok(_), Ok(st)) if st.success() => Ok(text),
+        (_, Ok(st)) => Err(Attempt::Over(Outcome::Preprocessor(st))),
+        (_, Err(e)) => Err(Attempt::Over(Outcome::Failed(Failure::Preprocessor(e)))),
+    }
+}
+
 /// The host name a monitor shows: no port, no options.
 fn host_name(h: &HostSpec) -> &str {
     match &h.transport {
-        hosts::Transport::Tcp { host, .. }
-        | hosts::Transport::Ssh { host, .. }
-        | hosts::Transport::Reapi { host, .. } => host,
+        hosts::Transport::Tcp { host, .. } | hosts::Transport::Ssh { host, .. } => host,
+        // A cluster, not a machine: `reapi://HOST:PORT`, as written.
+        hosts::Transport::Reapi { .. } => {
+            let after = "reapi://".len();
+            let end = h.spec[after..]
+                .find(['/', '=', ','])
+                .map_or(h.spec.len(), |i| after + i);
+            &h.spec[..end]
+        }
         hosts::Transport::Local => "localhost",
     }
 }
@@ -567,6 +715,9 @@ mod tests {
             ("[::1]:3633,cpp,lzo", "::1"),
             ("build4,lzo", "build4"),
             ("build5", "build5"),
+            ("reapi://rbe:8980/64,instance=main,tls", "reapi://rbe:8980"),
+            ("reapi://[::1]:8980=2", "reapi://[::1]:8980"),
+            ("reapi://rbe:8980", "reapi://rbe:8980"),
         ];
         for (spec, want) in cases {
             let list = hosts::parse(spec).unwrap();

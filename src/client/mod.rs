@@ -28,6 +28,7 @@ pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod pump;
+pub mod reapi;
 pub mod remote;
 pub mod settings;
 
@@ -78,6 +79,8 @@ Environment variables:
    DISTCC_NO_REWRITE_CROSS=1  don't rewrite gcc to <triple>-gcc or add -target for clang
    DISTCC_MAX_DISCREPANCY=N   pump mode: remote failures that passed here before
                               pump mode is off for the build (default 1)
+   DISTCC_REAPI_PLATFORM=K=V,...  platform properties for reapi:// hosts
+   DISTCC_REAPI_TOKEN_FILE=FILE   a bearer token for reapi:// hosts
 
 Host specifications:
    localhost[/LIMIT]                   compile here
@@ -86,6 +89,9 @@ Host specifications:
                                        for builds run under pump; see pump(1))
    [IPV6]:PORT                         an IPv6 address
    [USER]@HOST[/LIMIT][:COMMAND][,lzo] over ssh, running distccd --inetd
+   reapi://HOST:PORT[/LIMIT][,instance=NAME][,tls]
+                                       a Remote Execution API cluster (its action
+                                       cache first; see distcc(1))
    --randomize  --localslots=N  --localslots_cpp=N
 ";
 

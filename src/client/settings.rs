@@ -36,6 +36,10 @@ pub struct Settings {
     pub include_env: Option<&'static str>,
     /// `DISTCC_MAX_DISCREPANCY` (default 1).
     pub max_discrepancy: u64,
+    /// `DISTCC_REAPI_PLATFORM`: the cluster's own platform properties.
+    pub reapi_platform: Vec<(String, String)>,
+    /// `DISTCC_REAPI_TOKEN_FILE`: a bearer token for the cluster.
+    pub reapi_token_file: Option<PathBuf>,
 }
 
 /// Variables that add to the compiler's search path.
@@ -149,6 +153,17 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, Settin
             .map(PathBuf::from),
         include_env: INCLUDE_ENV.iter().copied().find(|k| get(k).is_some()),
         max_discrepancy: max_discrepancy(get("DISTCC_MAX_DISCREPANCY").as_deref()),
+        reapi_platform: match get("DISTCC_REAPI_PLATFORM") {
+            None => Vec::new(),
+            Some(v) => super::reapi::platform(&v).map_err(|_| SettingsError {
+                name: "DISTCC_REAPI_PLATFORM",
+                value: v,
+                expected: "key=value pairs separated by commas",
+            })?,
+        },
+        reapi_token_file: get("DISTCC_REAPI_TOKEN_FILE")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     })
 }
 

@@ -156,7 +156,10 @@ impl Build {
         let c = command::parse(argv)?;
         // Looked up once per build: PATH is the build's, and every
         // request names the same compiler or two.
-        let key = (c.compiler.clone(), c.compiler.contains('/').then(|| cwd.to_owned()));
+        let key = (
+            c.compiler.clone(),
+            c.compiler.contains('/').then(|| cwd.to_owned()),
+        );
         let path = self.path.clone();
         let compiler = self
             .compilers
@@ -378,7 +381,11 @@ impl Walk<'_> {
         if self.seen.len() > MAX_FILES {
             return Err(NotCovered(format!("more than {MAX_FILES} files")));
         }
-        self.queue.push(Node { named, system, meta: m });
+        self.queue.push(Node {
+            named,
+            system,
+            meta: m,
+        });
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod package;
 mod pump;
 mod pump_cases;
 mod pump_projects;
+mod reapi_client;
 mod reapi_cluster;
 mod sandbox;
 mod scan_vs_compiler;

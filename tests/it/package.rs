@@ -416,6 +416,7 @@ fn arch_package_builds_installs_and_distributes() {
     let s = Scratch::new(&t);
     install_and_inspect(&s, &pkg, &chost);
     makepkg_with_distcc(&t, &s, &carch, &chost);
+    makepkg_with_reapi(&t, &s, &carch, &chost);
     hook_follows_compiler_packages(&t, &s, &carch, &chost);
     remove_package(&s);
     eprintln!(
@@ -650,40 +651,7 @@ fn makepkg_with_distcc(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
         ],
     );
     let dir = t.join("cpkg");
-    fs::create_dir_all(&dir).unwrap();
-    let sources = ["pkgtest_alpha", "pkgtest_beta", "pkgtest_gamma", "pkgtest_main"];
-    fs::write(dir.join("pkgtest.h"), TEST_H).unwrap();
-    fs::write(dir.join("Makefile"), TEST_MAKEFILE).unwrap();
-    for (name, body) in [
-        ("pkgtest_alpha", "int pkgtest_alpha(void) { return 10; }\n"),
-        ("pkgtest_beta", "int pkgtest_beta(void) { return 14; }\n"),
-        ("pkgtest_gamma", "int pkgtest_gamma(void) { return 18; }\n"),
-        (
-            "pkgtest_main",
-            "#include <stdio.h>\n#include \"pkgtest.h\"\nint main(void) {\n    \
-             printf(\"alpha beta gamma %d\\n\", pkgtest_alpha() + pkgtest_beta() + pkgtest_gamma());\n    \
-             return 0;\n}\n",
-        ),
-    ] {
-        fs::write(dir.join(format!("{name}.c")), body).unwrap();
-    }
-    let files: Vec<String> = ["Makefile".to_owned(), "pkgtest.h".to_owned()]
-        .into_iter()
-        .chain(sources.iter().map(|n| format!("{n}.c")))
-        .collect();
-    fs::write(
-        dir.join("PKGBUILD"),
-        format!(
-            "pkgname=distcc-rs-pkgtest\npkgver=1.0\npkgrel=1\npkgdesc='makepkg with distcc'\n\
-             arch=({carch})\nlicense=(GPL-2.0-or-later)\nsource=({})\nsha256sums=({})\n\
-             build() {{\n  make\n}}\n\
-             check() {{\n  make check\n}}\n\
-             package() {{\n  install -Dm755 pkgtest \"$pkgdir/usr/bin/pkgtest\"\n}}\n",
-            files.join(" "),
-            vec!["SKIP"; files.len()].join(" ")
-        ),
-    )
-    .unwrap();
+    let sources = c_package(&dir, carch);
     let conf = makepkg_conf(
         &dir,
         carch,
@@ -735,6 +703,94 @@ fn makepkg_with_distcc(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
         !dlog.contains("REFUSED") && !log.contains("running locally"),
         "daemon:\n{dlog}\nmakepkg:\n{log}"
     );
+}
+
+/// d. The same package with a REAPI cluster in DISTCC_HOSTS (BuildGrid,
+/// with the test worker of tests/reapi): makepkg and the masquerade links
+/// unchanged, every compile executed on the cluster.
+fn makepkg_with_reapi(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
+    let cluster = Cluster::start(t);
+    let dir = t.join("cpkg-reapi");
+    let sources = c_package(&dir, carch);
+    let conf = makepkg_conf(
+        &dir,
+        carch,
+        chost,
+        &format!(
+            "BUILDENV=(distcc color !ccache check !sign)\n\
+             DISTCC_HOSTS=\"reapi://{}/4\"\nMAKEFLAGS=\"-j4\"",
+            cluster.addr()
+        ),
+    );
+    let binds = [
+        (s.path("usr/lib/distcc"), PathBuf::from("/usr/lib/distcc")),
+        (s.path("usr/bin/distcc"), PathBuf::from("/usr/bin/distcc")),
+    ];
+    let fallback = PathBuf::from("0");
+    let verbose = PathBuf::from("1");
+    let log = makepkg(
+        &dir,
+        &conf,
+        "/usr/bin:/bin",
+        &[("DISTCC_FALLBACK", &fallback), ("DISTCC_VERBOSE", &verbose)],
+        &binds,
+        Duration::from_secs(300),
+    );
+    assert!(
+        dir.join(format!("distcc-rs-pkgtest-1.0-1-{carch}.pkg.tar.gz"))
+            .is_file(),
+        "{}",
+        tail(&log, 40)
+    );
+    for n in sources {
+        let sent = format!("compiling {n}.c on reapi://{}/4", cluster.addr());
+        assert!(log.contains(&sent), "no '{sent}' in makepkg's output:\n{log}");
+    }
+    assert_eq!(
+        cluster.executed(),
+        sources.len(),
+        "every compile ran on the cluster's worker:\n{log}"
+    );
+    assert!(!log.contains("running locally"), "{log}");
+}
+
+/// The small C package makepkg builds with distcc: its sources' names.
+fn c_package(dir: &Path, carch: &str) -> [&'static str; 4] {
+    fs::create_dir_all(dir).unwrap();
+    let sources = ["pkgtest_alpha", "pkgtest_beta", "pkgtest_gamma", "pkgtest_main"];
+    fs::write(dir.join("pkgtest.h"), TEST_H).unwrap();
+    fs::write(dir.join("Makefile"), TEST_MAKEFILE).unwrap();
+    for (name, body) in [
+        ("pkgtest_alpha", "int pkgtest_alpha(void) { return 10; }\n"),
+        ("pkgtest_beta", "int pkgtest_beta(void) { return 14; }\n"),
+        ("pkgtest_gamma", "int pkgtest_gamma(void) { return 18; }\n"),
+        (
+            "pkgtest_main",
+            "#include <stdio.h>\n#include \"pkgtest.h\"\nint main(void) {\n    \
+             printf(\"alpha beta gamma %d\\n\", pkgtest_alpha() + pkgtest_beta() + pkgtest_gamma());\n    \
+             return 0;\n}\n",
+        ),
+    ] {
+        fs::write(dir.join(format!("{name}.c")), body).unwrap();
+    }
+    let files: Vec<String> = ["Makefile".to_owned(), "pkgtest.h".to_owned()]
+        .into_iter()
+        .chain(sources.iter().map(|n| format!("{n}.c")))
+        .collect();
+    fs::write(
+        dir.join("PKGBUILD"),
+        format!(
+            "pkgname=distcc-rs-pkgtest\npkgver=1.0\npkgrel=1\npkgdesc='makepkg with distcc'\n\
+             arch=({carch})\nlicense=(GPL-2.0-or-later)\nsource=({})\nsha256sums=({})\n\
+             build() {{\n  make\n}}\n\
+             check() {{\n  make check\n}}\n\
+             package() {{\n  install -Dm755 pkgtest \"$pkgdir/usr/bin/pkgtest\"\n}}\n",
+            files.join(" "),
+            vec!["SKIP"; files.len()].join(" ")
+        ),
+    )
+    .unwrap();
+    sources
 }
 
 /// The hook in action: a compiler package installed, upgraded to a new

@@ -39,7 +39,7 @@ const MAKEFILE: &str = "distcc-test.mk";
 /// One build, any way: a hung one fails instead of hanging the suite.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
-const CRATES: &[(&str, &str)] = &[
+pub(crate) const CRATES: &[(&str, &str)] = &[
     ("lua-src", "551.1.0"),
     ("zstd-sys", "2.1.3+zstd.1.5.7"),
     ("libwebp-sys", "0.14.4"),
@@ -47,14 +47,14 @@ const CRATES: &[(&str, &str)] = &[
 ];
 
 /// Lua's core and libraries (bench/bench.py's LUA_CORE).
-const LUA_CORE: &str = "lapi lcode lctype ldebug ldo ldump lfunc lgc llex lmem lobject lopcodes \
+pub(crate) const LUA_CORE: &str = "lapi lcode lctype ldebug ldo ldump lfunc lgc llex lmem lobject lopcodes \
                         lparser lstate lstring ltable ltm lundump lvm lzio lauxlib lbaselib lcorolib \
                         ldblib liolib lmathlib loadlib loslib lstrlib ltablib lutf8lib linit";
 
 /// The unpacked crate `name`, fetched once per test process the way
 /// bench/bench.py does: a throwaway project depending on every crate here,
 /// `cargo fetch`, then the registry's source directory.
-fn crate_dir(name: &str) -> PathBuf {
+pub(crate) fn crate_dir(name: &str) -> PathBuf {
     static REGISTRY: OnceLock<Vec<PathBuf>> = OnceLock::new();
     let found = REGISTRY.get_or_init(|| {
         let work = TestDir::new("pump-projects-fetch");
@@ -219,7 +219,7 @@ fn meshopt() -> Project {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         let t = to.join(e.file_name());
