@@ -1068,6 +1068,29 @@ mod tests {
     }
 
     #[test]
+    fn reapi_hosts_mix_with_others() {
+        let list = parse("localhost/2 reapi://rbe:8980/64 red/3,lzo\n# farm\nreapi://[::1]:9000,instance=x")
+            .unwrap();
+        let kinds: Vec<&str> = list
+            .hosts
+            .iter()
+            .map(|h| match h.transport {
+                Transport::Local => "local",
+                Transport::Tcp { .. } => "tcp",
+                Transport::Ssh { .. } => "ssh",
+                Transport::Reapi { .. } => "reapi",
+            })
+            .collect();
+        assert_eq!(kinds, ["local", "reapi", "tcp", "reapi"]);
+        assert_eq!(total_slots(&list), 2 + 64 + 3 + 4);
+        // The chroot port mapping leaves a cluster as it is.
+        assert_eq!(
+            with_port(&list, 3692),
+            "localhost/2 reapi://rbe:8980/64 red:3692/3,lzo reapi://[::1]:9000,instance=x"
+        );
+    }
+
+    #[test]
     fn shuffle_is_a_seeded_permutation() {
         let mut list = parse("a b c d e f g h").unwrap();
         let original = list.clone();
