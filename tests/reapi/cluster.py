@@ -99,7 +99,10 @@ class Cluster:
 
     def spawn(self, name, argv, logfile, **kw):
         fh = open(self.path(logfile), "ab")
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=fh, stdout=kw.pop("stdout", fh), **kw)
+        # Each in a session of its own, so that stopping it stops whatever
+        # it started too (signals go to the group).
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=fh, stdout=kw.pop("stdout", fh),
+                             start_new_session=True, **kw)
         self.procs.append((name, p))
         return p
 
@@ -273,15 +276,31 @@ instances:
 
     # --- lifecycle --------------------------------------------------------
     def stop(self):
+        # All asked at once, then whatever is left after a few seconds is
+        # killed: on a loaded machine BuildGrid's server can take longer
+        # than a test waits for it, and a server left behind outlives the
+        # test (seen in CI).
+        def signal_group(p, sig):
+            try:
+                os.killpg(p.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    p.send_signal(sig)
+                except ProcessLookupError:
+                    pass
         for name, p in reversed(self.procs):
             if p.poll() is None:
                 # SIGINT is PostgreSQL's fast shutdown; the others stop on SIGTERM.
-                p.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+                signal_group(p, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for name, p in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for name, p in reversed(self.procs):
+            signal_group(p, signal.SIGKILL)
+            p.wait()
         self.procs = []
         if self.args.keep:
             log(f"kept {self.root}")

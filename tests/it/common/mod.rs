@@ -645,10 +645,19 @@ impl Cluster {
                 nix::unistd::Pid::from_raw(self.child.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
             while self.child.try_wait().unwrap().is_none() {
                 if Instant::now() > deadline {
                     let _ = self.child.kill();
+                    // The script did not get to reap its processes, so
+                    // their pids are still theirs: stopped here, so that
+                    // nothing a test started outlives it.
+                    for &pid in &self.pids {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
