@@ -236,7 +236,7 @@ impl Client {
             }
         }
         if matches!(host.transport, hosts::Transport::Reapi { .. }) {
-            return self.attempt_reapi(compiler, job, preprocessed, host, list, slot_no);
+            return self.attempt_reapi(compiler, job, preprocessed, host, list, slot_no, pump);
         }
         // Preprocess while connecting (distcc's overlap): start cpp first.
         let _cpp_slot;
@@ -307,7 +307,9 @@ impl Client {
     }
 
     /// A REAPI cluster: the job as an Action, from the cache if it has
-    /// run before, else executed there.
+    /// run before, else executed there; with `,cpp` under `pump`, the
+    /// include server's files and the command that preprocesses there.
+    #[allow(clippy::too_many_arguments)]
     fn attempt_reapi(
         &self,
         compiler: &Path,
@@ -316,6 +318,7 @@ impl Client {
         host: &HostSpec,
         list: &HostList,
         slot_no: u32,
+        pump: &OnceCell<Result<Prepared, String>>,
     ) -> Attempt {
         let hosts::Transport::Reapi {
             host: name,
@@ -325,20 +328,6 @@ impl Client {
         } = &host.transport
         else {
             return Attempt::Fault(HostFault::new(FaultKind::Connect, "not a REAPI host"));
-        };
-        let source = match preprocessed {
-            Some(text) => text.to_vec(),
-            None => {
-                let slot = self.local_slot(list.localslots_cpp);
-                let mut child = match self.spawn_cpp(compiler, job, &slot) {
-                    Ok(c) => c,
-                    Err(over) => return over,
-                };
-                match read_cpp(&mut child) {
-                    Ok(text) => text,
-                    Err(over) => return over,
-                }
-            }
         };
         let cache = self.s.distcc_dir.as_ref().map(|d| d.join("reapi"));
         let identity = match super::reapi::identity(compiler, cache.as_deref()) {
@@ -350,19 +339,65 @@ impl Client {
                 ));
             }
         };
-        let action = match super::reapi::action(
-            job,
-            source,
-            &identity,
-            self.s.reapi_platform.clone(),
-            self.s.io_timeout,
-        ) {
-            Ok(a) => a,
-            Err(why) => {
-                return Attempt::Fault(HostFault::new(
-                    FaultKind::Refused(exitcode::ACCESS_DENIED),
-                    format!("not a compile a server runs: {why}"),
+        let platform = self.s.reapi_platform.clone();
+        let mut pumped = None;
+        if host.cpp {
+            let why = match pump.get_or_init(|| self.scan_for_pump(compiler, job, list)) {
+                Ok(p) => match super::reapi::pump_action(
+                    p,
+                    &job.output,
+                    &identity,
+                    platform.clone(),
+                    self.s.io_timeout,
+                ) {
+                    Ok(a) => {
+                        log::info(&format!(
+                            "compiling {} on {} in pump mode ({} files)",
+                            job.input,
+                            host.spec,
+                            a.inputs.len()
+                        ));
+                        pumped = Some(a);
+                        None
+                    }
+                    Err(why) => Some(why),
+                },
+                Err(why) => Some(why.clone()),
+            };
+            if let Some(why) = why {
+                log::info(&format!(
+                    "{}: not in pump mode: {why}; preprocessing here",
+                    host.spec
                 ));
+            }
+        }
+        let is_pump = pumped.is_some();
+        let action = match pumped {
+            Some(a) => a,
+            None => {
+                let source = match preprocessed {
+                    Some(text) => text.to_vec(),
+                    None => {
+                        let slot = self.local_slot(list.localslots_cpp);
+                        let mut child = match self.spawn_cpp(compiler, job, &slot) {
+                            Ok(c) => c,
+                            Err(over) => return over,
+                        };
+                        match read_cpp(&mut child) {
+                            Ok(text) => text,
+                            Err(over) => return over,
+                        }
+                    }
+                };
+                match super::reapi::action(job, source, &identity, platform, self.s.io_timeout) {
+                    Ok(a) => a,
+                    Err(why) => {
+                        return Attempt::Fault(HostFault::new(
+                            FaultKind::Refused(exitcode::ACCESS_DENIED),
+                            format!("not a compile a server runs: {why}"),
+                        ));
+                    }
+                }
             }
         };
         let endpoint = crate::reapi::Endpoint {
@@ -413,13 +448,19 @@ impl Client {
             }
             (None, _) => Vec::new(),
         };
+        let dotd = action
+            .outputs
+            .get(1)
+            .and_then(|d| done.outputs.iter().find(|(p, _)| p == d))
+            .map(|(_, b)| b.clone());
         let reply = Reply {
-            version: Version::Plain,
+            // Pump mode's reply: `finish` writes its dependency file.
+            version: if is_pump { Version::Pump } else { Version::Plain },
             status: ((done.exit_code as u32) & 0xff) << 8,
             stderr: done.stderr,
             stdout: done.stdout,
             object,
-            dotd: None,
+            dotd,
         };
         self.judge(job, host, slot_no, reply)
     }

@@ -5,7 +5,7 @@ The `DISTCC_HOSTS` grammar (distcc 3.4 src/hosts.c), pure.
 HOSTS      = { TOKEN | '#' comment-to-end-of-line }, separated by whitespace
 TOKEN      = GLOBAL | LOCAL | REAPI | SSH | TCP
 GLOBAL     = --randomize | --localslots(/|=)N | --localslots_cpp(/|=)N
-REAPI      = reapi://HOST:PORT[(/|=)N]{ ',instance=' NAME | ',tls' }    (ours)
+REAPI      = reapi://HOST:PORT[(/|=)N]{ ',instance=' NAME | ',tls' | ',cpp' }    (ours)
 LOCAL      = localhost[(/|=)N]            anything after N is ignored
 SSH        = [USER]@HOST[(/|=)N][:COMMAND][OPTIONS]
 TCP        = HOST[:PORT][(/|=)N][OPTIONS] | HOST[(/|=)N][:PORT][OPTIONS]
@@ -500,7 +500,7 @@ fn parse_reapi(s: &str) -> Result<(Transport, u32, Options), Msg> {
     };
     let (port, rest) = parse_port(rest)?;
     let (limit, rest) = take_limit(rest, Some(","))?;
-    let (mut instance, mut tls) = (String::new(), false);
+    let (mut instance, mut tls, mut cpp) = (String::new(), false, false);
     if !rest.is_empty() {
         let list = rest
             .strip_prefix(',')
@@ -508,12 +508,18 @@ fn parse_reapi(s: &str) -> Result<(Transport, u32, Options), Msg> {
         for opt in list.split(',') {
             match opt {
                 "tls" => tls = true,
+                // Pump mode: the cluster preprocesses (under `pump`).
+                "cpp" => cpp = true,
                 _ if opt.starts_with("instance=") => instance = opt["instance=".len()..].to_string(),
                 "" => return Err("empty option (stray ',')".into()),
-                "lzo" | "cpp" | "down" => {
+                "lzo" | "down" => {
                     return Err(format!("',{opt}' is for distccd hosts, not REAPI ones"));
                 }
-                _ => return Err(format!("unknown option ',{opt}' (known: ,instance=NAME ,tls)")),
+                _ => {
+                    return Err(format!(
+                        "unknown option ',{opt}' (known: ,instance=NAME ,tls ,cpp)"
+                    ));
+                }
             }
         }
     }
@@ -525,7 +531,10 @@ fn parse_reapi(s: &str) -> Result<(Transport, u32, Options), Msg> {
             tls,
         },
         limit.unwrap_or(DEFAULT_REMOTE_LIMIT),
-        Options::default(),
+        Options {
+            cpp,
+            ..Options::default()
+        },
     ))
 }
 

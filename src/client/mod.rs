@@ -89,7 +89,7 @@ Host specifications:
                                        for builds run under pump; see pump(1))
    [IPV6]:PORT                         an IPv6 address
    [USER]@HOST[/LIMIT][:COMMAND][,lzo] over ssh, running distccd --inetd
-   reapi://HOST:PORT[/LIMIT][,instance=NAME][,tls]
+   reapi://HOST:PORT[/LIMIT][,instance=NAME][,tls][,cpp]
                                        a Remote Execution API cluster (its action
                                        cache first; see distcc(1))
    --randomize  --localslots=N  --localslots_cpp=N

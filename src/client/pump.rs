@@ -26,6 +26,12 @@ pub struct Prepared {
     pub bytes: Vec<u8>,
     pub deps_file: Option<String>,
     pub files: usize,
+    /// What `bytes` encodes, for a REAPI cluster: the directory, the
+    /// server's command, and each client name with its file (as the
+    /// include server keeps it: LZO) or link.
+    pub cwd: PathBuf,
+    pub argv: Vec<String>,
+    pub entries: Vec<(Vec<u8>, PumpEntry)>,
 }
 
 /// The client path a client-root path stands for: three components
@@ -115,6 +121,9 @@ impl Client {
             bytes: message::encode_pump(Version::Pump, cwd.as_os_str().as_bytes(), &words, &wire),
             deps_file: args.deps_file,
             files: wire.len(),
+            cwd,
+            argv,
+            entries: wire,
         })
     }
 

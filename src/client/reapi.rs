@@ -96,6 +96,86 @@ pub fn action(
     })
 }
 
+/// Pump mode's Action: the include server's files as the input root, laid
+/// out as they are under the build's directory (which is the root: the
+/// worker's directory stands for the client's), and the server's command,
+/// which preprocesses there. Only where that is exactly a local compile:
+/// every file and path under the directory and named relatively, no links
+/// but the system directories' (the worker's own are used, as a pump
+/// server's are), no debug info (which would name the worker's directory).
+/// Else why not, and the job goes preprocessed.
+pub fn pump_action(
+    p: &crate::client::pump::Prepared,
+    output: &str,
+    identity: &str,
+    platform: Vec<(String, String)>,
+    timeout: Duration,
+) -> Result<reapi::Job, String> {
+    use crate::protocol::message::PumpEntry;
+    let words = p.argv.get(1..).unwrap_or_default();
+    if let Some(w) = words.iter().find(|w| w.starts_with("-g") && *w != "-g0") {
+        return Err(format!("{w}: the debug info would name the cluster's directory"));
+    }
+    if let Some(w) = words.iter().find(|w| {
+        w.starts_with('/')
+            || w.contains("=/")
+            || (w.starts_with('-') && w.get(2..).is_some_and(|r| r.starts_with('/')))
+    }) {
+        return Err(format!("{w} names an absolute path"));
+    }
+    let mut prefix = p.cwd.as_os_str().as_encoded_bytes().to_vec();
+    prefix.push(b'/');
+    let mut inputs = Vec::new();
+    for (name, entry) in &p.entries {
+        let shown = String::from_utf8_lossy(name);
+        match entry {
+            // The compiler's own directories: the worker's, as on a server.
+            PumpEntry::Link(target)
+                if target.starts_with(b"../")
+                    && name.first() == Some(&b'/')
+                    && !name.starts_with(&prefix) =>
+            {
+                continue;
+            }
+            PumpEntry::Link(_) => return Err(format!("{shown} is a symbolic link")),
+            PumpEntry::File(lzo) => {
+                let rel = name
+                    .strip_prefix(prefix.as_slice())
+                    .filter(|r| !r.split(|&b| b == b'/').any(|c| c == b".." || c.is_empty()))
+                    .ok_or_else(|| format!("{shown} is outside the build's directory"))?;
+                let path = String::from_utf8(rel.to_vec()).map_err(|_| format!("{shown} is not UTF-8"))?;
+                let bytes = if lzo.is_empty() {
+                    Vec::new()
+                } else {
+                    crate::protocol::lzo::decompress(lzo, 1 << 30).map_err(|e| format!("{shown}: {e:?}"))?
+                };
+                inputs.push(reapi::Input {
+                    path,
+                    bytes,
+                    executable: false,
+                });
+            }
+        }
+    }
+    let deps = p.deps_file.clone();
+    let mut outputs = vec![output.to_owned()];
+    outputs.extend(deps);
+    if outputs.iter().any(|o| inside(o) != *o) {
+        return Err("an output outside the build's directory".into());
+    }
+    Ok(reapi::Job {
+        argv: p.argv.clone(),
+        env: vec![("PATH".to_owned(), PATH.to_owned())],
+        working_dir: String::new(),
+        inputs,
+        outputs,
+        platform,
+        salt: identity.as_bytes().to_vec(),
+        timeout,
+        do_not_cache: false,
+    })
+}
+
 /// The compiler's identity: its resolved path, first `--version` line and
 /// `-dumpmachine`, kept in `cache` (a directory) while its file's stat is
 /// the same.
@@ -209,6 +289,89 @@ mod tests {
             assert_eq!(words.join(" "), args, "{cmd}: {:?}", a.argv);
             assert_eq!(a.env, [("PATH".to_owned(), PATH.to_owned())]);
             assert_eq!(a.salt, b"id");
+        }
+    }
+
+    #[test]
+    fn pump_actions_only_where_they_equal_a_local_compile() {
+        use crate::client::pump::Prepared;
+        use crate::protocol::message::PumpEntry;
+        let file = |n: &str, text: &str| {
+            (
+                n.as_bytes().to_vec(),
+                PumpEntry::File(crate::protocol::lzo::compress(text.as_bytes())),
+            )
+        };
+        let link = |n: &str, t: &str| (n.as_bytes().to_vec(), PumpEntry::Link(t.as_bytes().to_vec()));
+        let prepared = |argv: &str, entries: Vec<(Vec<u8>, PumpEntry)>| Prepared {
+            bytes: Vec::new(),
+            deps_file: Some("a.d".into()),
+            files: entries.len(),
+            cwd: "/p".into(),
+            argv: argv.split_whitespace().map(String::from).collect(),
+            entries,
+        };
+        let ok = prepared(
+            "gcc -O2 -Iinc -MD -MF a.d -c src/a.c -o a.o",
+            vec![
+                file("/p/src/a.c", "int a;"),
+                file("/p/inc/h.h", ""),
+                link(
+                    "/usr/include",
+                    "../../../../../../../../../../../../../../../../../../../../../usr/include",
+                ),
+            ],
+        );
+        let a = pump_action(&ok, "a.o", "id", vec![], Duration::from_secs(1)).unwrap();
+        let got: Vec<(&str, &[u8])> = a
+            .inputs
+            .iter()
+            .map(|i| (i.path.as_str(), i.bytes.as_slice()))
+            .collect();
+        assert_eq!(got, [("src/a.c", &b"int a;"[..]), ("inc/h.h", &b""[..])]);
+        assert_eq!(a.outputs, ["a.o", "a.d"]);
+        assert_eq!(a.argv, ok.argv);
+        for (argv, entries, why) in [
+            (
+                "gcc -g -c src/a.c -o a.o",
+                vec![file("/p/src/a.c", "")],
+                "debug info",
+            ),
+            (
+                "gcc -I/p/inc -c src/a.c -o a.o",
+                vec![file("/p/src/a.c", "")],
+                "absolute path",
+            ),
+            (
+                "gcc -c /p/src/a.c -o a.o",
+                vec![file("/p/src/a.c", "")],
+                "absolute path",
+            ),
+            (
+                "gcc -c src/a.c -o a.o",
+                vec![file("/elsewhere/h.h", "")],
+                "outside the build's directory",
+            ),
+            (
+                "gcc -c src/a.c -o a.o",
+                vec![file("/p/../q/h.h", "")],
+                "outside the build's directory",
+            ),
+            (
+                "gcc -c src/a.c -o a.o",
+                vec![link("/p/inc", "../real")],
+                "symbolic link",
+            ),
+        ] {
+            let e = pump_action(
+                &prepared(argv, entries),
+                "a.o",
+                "id",
+                vec![],
+                Duration::from_secs(1),
+            )
+            .unwrap_err();
+            assert!(e.contains(why), "{argv}: {e}");
         }
     }
 

@@ -25,6 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::closure::Build;
 use super::root::Root;
 use super::server::Server;
+use crate::client::hosts::Transport;
 use crate::client::{plan::Plan, settings};
 use crate::protocol::Version;
 
@@ -112,7 +113,9 @@ fn check_hosts(verbose: bool) -> Result<()> {
         .list
         .hosts
         .iter()
-        .filter(|h| h.protocol() == Version::Pump)
+        .filter(|h| {
+            h.protocol() == Version::Pump || (h.cpp && matches!(h.transport, Transport::Reapi { .. }))
+        })
         .count();
     if plan.list.hosts.is_empty() {
         bail!("error: distcc hosts list is empty!");

@@ -245,3 +245,100 @@ fn compile_errors_are_the_compilers_and_faults_fall_back() {
     assert_eq!(fs::read(work.join("good.o")).unwrap(), local);
     assert!(held.join().unwrap() > 0, "the client did connect");
 }
+
+#[test]
+fn under_pump_the_cluster_preprocesses() {
+    let dir = TestDir::new("reapi-pump");
+    let proj = lua(&dir);
+    let n = LUA_CORE.split_whitespace().count();
+    let deps = |proj: &Path| -> BTreeMap<String, Vec<u8>> {
+        LUA_CORE
+            .split_whitespace()
+            .map(|m| {
+                (
+                    m.to_owned(),
+                    fs::read(proj.join(format!("{m}.d"))).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    make(&proj, "gcc", &[], &["EXTRA=-MD"]);
+    let (local, local_d) = (objects(&proj), deps(&proj));
+    clean(&proj);
+    for m in LUA_CORE.split_whitespace() {
+        let _ = fs::remove_file(proj.join(format!("{m}.d")));
+    }
+
+    let cluster = Cluster::start(&dir);
+    let hosts = format!("reapi://{}/8,cpp", cluster.addr());
+    let cc = format!("{CLIENT} gcc");
+    let pump = env!("CARGO_BIN_EXE_pump");
+    let distcc_dir = proj.join(".distcc-dir");
+    fs::create_dir_all(&distcc_dir).unwrap();
+    let out = Command::new(pump)
+        .args(["make", "-f", "reapi.mk", "-j8", &format!("CC={cc}"), "EXTRA=-MD"])
+        .current_dir(&proj)
+        .env("DISTCC_DIR", &distcc_dir)
+        .env("DISTCC_LOG", proj.join("client.log"))
+        .env("DISTCC_VERBOSE", "1")
+        .env("DISTCC_HOSTS", &hosts)
+        .env("DISTCC_FALLBACK", "0")
+        .output()
+        .unwrap();
+    let log = client_log(&proj);
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{log}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        count(&log, "in pump mode ("),
+        n,
+        "every compile sent its closure:\n{log}"
+    );
+    assert_eq!(count(&log, "executed on the cluster"), n, "{log}");
+    let differ = |got: BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
+        got.into_iter()
+            .filter(|(k, v)| want[k] != *v)
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(
+        differ(objects(&proj), &local),
+        Vec::<String>::new(),
+        "objects differ"
+    );
+    assert_eq!(
+        differ(deps(&proj), &local_d),
+        Vec::<String>::new(),
+        ".d files differ"
+    );
+
+    // With -g the worker's directory would be in the debug info: said, and
+    // preprocessed here instead.
+    let _ = fs::remove_file(proj.join("lapi.o"));
+    let out = Command::new(pump)
+        .args([
+            "make",
+            "-f",
+            "reapi.mk",
+            &format!("CC={cc}"),
+            "EXTRA=-g",
+            "lapi.o",
+        ])
+        .current_dir(&proj)
+        .env("DISTCC_DIR", &distcc_dir)
+        .env("DISTCC_LOG", proj.join("client.log"))
+        .env("DISTCC_VERBOSE", "1")
+        .env("DISTCC_HOSTS", &hosts)
+        .env("DISTCC_FALLBACK", "0")
+        .output()
+        .unwrap();
+    let log = client_log(&proj);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("not in pump mode: -g: the debug info would name the cluster's directory"),
+        "{log}"
+    );
+}
