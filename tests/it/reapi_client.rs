@@ -275,16 +275,20 @@ fn under_pump_the_cluster_preprocesses() {
     let pump = env!("CARGO_BIN_EXE_pump");
     let distcc_dir = proj.join(".distcc-dir");
     fs::create_dir_all(&distcc_dir).unwrap();
-    let out = Command::new(pump)
-        .args(["make", "-f", "reapi.mk", "-j8", &format!("CC={cc}"), "EXTRA=-MD"])
-        .current_dir(&proj)
-        .env("DISTCC_DIR", &distcc_dir)
-        .env("DISTCC_LOG", proj.join("client.log"))
-        .env("DISTCC_VERBOSE", "1")
-        .env("DISTCC_HOSTS", &hosts)
-        .env("DISTCC_FALLBACK", "0")
-        .output()
-        .unwrap();
+    let pump_make = |args: &[&str]| {
+        Command::new(pump)
+            .args(["make", "-f", "reapi.mk"])
+            .args(args)
+            .current_dir(&proj)
+            .env("DISTCC_DIR", &distcc_dir)
+            .env("DISTCC_LOG", proj.join("client.log"))
+            .env("DISTCC_VERBOSE", "1")
+            .env("DISTCC_HOSTS", &hosts)
+            .env("DISTCC_FALLBACK", "0")
+            .output()
+            .unwrap()
+    };
+    let out = pump_make(&["-j8", &format!("CC={cc}"), "EXTRA=-MD"]);
     let log = client_log(&proj);
     assert!(
         out.status.success(),
@@ -318,23 +322,7 @@ fn under_pump_the_cluster_preprocesses() {
     // With -g the worker's directory would be in the debug info: said, and
     // preprocessed here instead.
     let _ = fs::remove_file(proj.join("lapi.o"));
-    let out = Command::new(pump)
-        .args([
-            "make",
-            "-f",
-            "reapi.mk",
-            &format!("CC={cc}"),
-            "EXTRA=-g",
-            "lapi.o",
-        ])
-        .current_dir(&proj)
-        .env("DISTCC_DIR", &distcc_dir)
-        .env("DISTCC_LOG", proj.join("client.log"))
-        .env("DISTCC_VERBOSE", "1")
-        .env("DISTCC_HOSTS", &hosts)
-        .env("DISTCC_FALLBACK", "0")
-        .output()
-        .unwrap();
+    let out = pump_make(&[&format!("CC={cc}"), "EXTRA=-g", "lapi.o"]);
     let log = client_log(&proj);
     assert!(out.status.success(), "{log}");
     assert!(
