@@ -340,37 +340,29 @@ impl Client {
             }
         };
         let platform = self.s.reapi_platform.clone();
-        let mut pumped = None;
-        if host.cpp {
-            let why = match pump.get_or_init(|| self.scan_for_pump(compiler, job, list)) {
-                Ok(p) => match super::reapi::pump_action(
-                    p,
-                    &job.output,
-                    &identity,
-                    platform.clone(),
-                    self.s.io_timeout,
-                ) {
-                    Ok(a) => {
-                        log::info(&format!(
-                            "compiling {} on {} in pump mode ({} files)",
-                            job.input,
-                            host.spec,
-                            a.inputs.len()
-                        ));
-                        pumped = Some(a);
-                        None
-                    }
-                    Err(why) => Some(why),
-                },
-                Err(why) => Some(why.clone()),
-            };
-            if let Some(why) = why {
-                log::info(&format!(
-                    "{}: not in pump mode: {why}; preprocessing here",
-                    host.spec
-                ));
-            }
+        // With `,cpp`, the include server's files, where that is exactly a
+        // local compile; else (or without) preprocessed here.
+        let pumped = host.cpp.then(|| {
+            let p = pump
+                .get_or_init(|| self.scan_for_pump(compiler, job, list))
+                .as_ref()
+                .map_err(String::clone)?;
+            super::reapi::pump_action(p, &job.output, &identity, platform.clone(), self.s.io_timeout)
+        });
+        match &pumped {
+            Some(Ok(a)) => log::info(&format!(
+                "compiling {} on {} in pump mode ({} files)",
+                job.input,
+                host.spec,
+                a.inputs.len()
+            )),
+            Some(Err(why)) => log::info(&format!(
+                "{}: not in pump mode: {why}; preprocessing here",
+                host.spec
+            )),
+            None => {}
         }
+        let pumped = pumped.and_then(Result::ok);
         let is_pump = pumped.is_some();
         let action = match pumped {
             Some(a) => a,
@@ -480,7 +472,9 @@ impl Client {
     fn attempt_pump(&self, job: &Job, p: &Prepared, host: &HostSpec, slot_no: u32) -> Attempt {
         log::info(&format!(
             "compiling {} on {} in pump mode (protocol 3, {} files)",
-            job.input, host.spec, p.files
+            job.input,
+            host.spec,
+            p.entries.len()
         ));
         self.progress
             .set(Phase::Send, &job.input, host_name(host), slot_no);
@@ -491,7 +485,7 @@ impl Client {
             self.s.io_timeout,
             &self.s.ssh,
         )
-        .and_then(|mut c| c.send_raw(&p.bytes).map(|()| c));
+        .and_then(|mut c| c.send_raw(&p.wire()).map(|()| c));
         self.progress
             .set(Phase::Compile, &job.input, host_name(host), slot_no);
         match sent.and_then(|c| c.reply()) {

@@ -21,17 +21,28 @@ use crate::protocol::Version;
 use crate::protocol::message::{self, PumpEntry};
 use crate::pump::wrapper::DISCREPANCY_FILE;
 
-/// A protocol-3 request, encoded.
+/// A protocol-3 request: the directory, the server's command, and each
+/// client name with its file (as the include server keeps it: LZO) or
+/// link. A distccd is sent it encoded ([`Prepared::wire`]); a REAPI
+/// cluster, as an Action.
 pub struct Prepared {
-    pub bytes: Vec<u8>,
     pub deps_file: Option<String>,
-    pub files: usize,
-    /// What `bytes` encodes, for a REAPI cluster: the directory, the
-    /// server's command, and each client name with its file (as the
-    /// include server keeps it: LZO) or link.
     pub cwd: PathBuf,
     pub argv: Vec<String>,
     pub entries: Vec<(Vec<u8>, PumpEntry)>,
+}
+
+impl Prepared {
+    /// The request's bytes, as distcc 3.4's client sends them.
+    pub fn wire(&self) -> Vec<u8> {
+        let words: Vec<Vec<u8>> = self.argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+        message::encode_pump(
+            Version::Pump,
+            self.cwd.as_os_str().as_bytes(),
+            &words,
+            &self.entries,
+        )
+    }
 }
 
 /// The client path a client-root path stands for: three components
@@ -116,11 +127,8 @@ impl Client {
             };
             wire.push((name.to_vec(), entry));
         }
-        let words: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
         Ok(Prepared {
-            bytes: message::encode_pump(Version::Pump, cwd.as_os_str().as_bytes(), &words, &wire),
             deps_file: args.deps_file,
-            files: wire.len(),
             cwd,
             argv,
             entries: wire,

@@ -304,9 +304,7 @@ mod tests {
         };
         let link = |n: &str, t: &str| (n.as_bytes().to_vec(), PumpEntry::Link(t.as_bytes().to_vec()));
         let prepared = |argv: &str, entries: Vec<(Vec<u8>, PumpEntry)>| Prepared {
-            bytes: Vec::new(),
             deps_file: Some("a.d".into()),
-            files: entries.len(),
             cwd: "/p".into(),
             argv: argv.split_whitespace().map(String::from).collect(),
             entries,
