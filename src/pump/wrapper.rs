@@ -25,9 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::closure::Build;
 use super::root::Root;
 use super::server::Server;
-use crate::client::hosts::Transport;
 use crate::client::{plan::Plan, settings};
-use crate::protocol::Version;
 
 pub const USAGE: &str = "\
 Usage:
@@ -113,9 +111,8 @@ fn check_hosts(verbose: bool) -> Result<()> {
         .list
         .hosts
         .iter()
-        .filter(|h| {
-            h.protocol() == Version::Pump || (h.cpp && matches!(h.transport, Transport::Reapi { .. }))
-        })
+        // `,cpp`: pump mode, on a distccd (where it needs `,lzo`) or a cluster.
+        .filter(|h| h.cpp)
         .count();
     if plan.list.hosts.is_empty() {
         bail!("error: distcc hosts list is empty!");
