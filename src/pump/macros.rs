@@ -107,6 +107,7 @@ struct T {
 }
 
 /// A piece of a substituted body before `##` is done.
+#[derive(Clone)]
 enum Piece {
     Tok(T),
     Paste,
@@ -303,7 +304,7 @@ impl Expander<'_> {
                     for v in values {
                         for e in &expanded {
                             self.tick(v.len() + e.len())?;
-                            let mut w: Vec<Piece> = v.iter().map(Piece::copy).collect();
+                            let mut w = v.clone();
                             for (k, t) in e.iter().enumerate() {
                                 w.push(Piece::Tok(with_hide(t, hide, (k == 0).then_some(space))));
                             }
@@ -330,16 +331,6 @@ impl Expander<'_> {
             j += 1;
         }
         Ok(values.into_iter().map(|v| paste(v, hide)).collect())
-    }
-}
-
-impl Piece {
-    fn copy(&self) -> Piece {
-        match self {
-            Piece::Tok(t) => Piece::Tok(t.clone()),
-            Piece::Paste => Piece::Paste,
-            Piece::Empty { va } => Piece::Empty { va: *va },
-        }
     }
 }
 
