@@ -650,42 +650,8 @@ fn makepkg_with_distcc(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
             s.path("usr/lib/distcc").to_str().unwrap(),
         ],
     );
-    let dir = t.join("cpkg");
-    let sources = c_package(&dir, carch);
-    let conf = makepkg_conf(
-        &dir,
-        carch,
-        chost,
-        &format!(
-            "BUILDENV=(distcc color !ccache check !sign)\n\
-             DISTCC_HOSTS=\"127.0.0.1:{}/4\"\nMAKEFLAGS=\"-j4\"",
-            daemon.port
-        ),
-    );
-    let binds = [
-        (s.path("usr/lib/distcc"), PathBuf::from("/usr/lib/distcc")),
-        (s.path("usr/bin/distcc"), PathBuf::from("/usr/bin/distcc")),
-    ];
-    // No fallback: a compile that cannot be distributed fails the build
-    // instead of quietly running here. Verbose: the client says where each
-    // compile went.
-    let fallback = PathBuf::from("0");
-    let verbose = PathBuf::from("1");
-    let log = makepkg(
-        &dir,
-        &conf,
-        "/usr/bin:/bin",
-        &[("DISTCC_FALLBACK", &fallback), ("DISTCC_VERBOSE", &verbose)],
-        &binds,
-        Duration::from_secs(300),
-    );
-    assert!(
-        dir.join(format!("distcc-rs-pkgtest-1.0-1-{carch}.pkg.tar.gz"))
-            .is_file(),
-        "{}",
-        tail(&log, 40)
-    );
-    assert!(log.contains("Starting check()"), "{}", tail(&log, 40));
+    let hosts = format!("127.0.0.1:{}/4", daemon.port);
+    let (sources, log) = makepkg_c_package(&t.join("cpkg"), s, carch, chost, &hosts);
     let dlog = daemon.wait_log("COMPILE_OK", sources.len());
     for n in sources {
         // Our client's verbose line (distcc 3.4's says nothing like it) ...
@@ -710,17 +676,39 @@ fn makepkg_with_distcc(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
 /// unchanged, every compile executed on the cluster.
 fn makepkg_with_reapi(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
     let cluster = Cluster::start(t);
-    let dir = t.join("cpkg-reapi");
-    let sources = c_package(&dir, carch);
+    let hosts = format!("reapi://{}/4", cluster.addr());
+    let (sources, log) = makepkg_c_package(&t.join("cpkg-reapi"), s, carch, chost, &hosts);
+    for n in sources {
+        let sent = format!("compiling {n}.c on reapi://{}/4", cluster.addr());
+        assert!(log.contains(&sent), "no '{sent}' in makepkg's output:\n{log}");
+    }
+    assert_eq!(
+        cluster.executed(),
+        sources.len(),
+        "every compile ran on the cluster's worker:\n{log}"
+    );
+    assert!(!log.contains("running locally"), "{log}");
+}
+
+/// makepkg builds the small C package in `dir` with BUILDENV=(distcc),
+/// `hosts` and MAKEFLAGS from makepkg.conf, the scratch root's client and
+/// links bound over makepkg's fixed paths; with no fallback (a compile
+/// that cannot be distributed fails the build instead of quietly running
+/// here) and verbose (the client says where each compile went). The
+/// package is made and checked; its sources' names and makepkg's output.
+fn makepkg_c_package(
+    dir: &Path,
+    s: &Scratch,
+    carch: &str,
+    chost: &str,
+    hosts: &str,
+) -> ([&'static str; 4], String) {
+    let sources = c_package(dir, carch);
     let conf = makepkg_conf(
-        &dir,
+        dir,
         carch,
         chost,
-        &format!(
-            "BUILDENV=(distcc color !ccache check !sign)\n\
-             DISTCC_HOSTS=\"reapi://{}/4\"\nMAKEFLAGS=\"-j4\"",
-            cluster.addr()
-        ),
+        &format!("BUILDENV=(distcc color !ccache check !sign)\nDISTCC_HOSTS=\"{hosts}\"\nMAKEFLAGS=\"-j4\""),
     );
     let binds = [
         (s.path("usr/lib/distcc"), PathBuf::from("/usr/lib/distcc")),
@@ -729,7 +717,7 @@ fn makepkg_with_reapi(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
     let fallback = PathBuf::from("0");
     let verbose = PathBuf::from("1");
     let log = makepkg(
-        &dir,
+        dir,
         &conf,
         "/usr/bin:/bin",
         &[("DISTCC_FALLBACK", &fallback), ("DISTCC_VERBOSE", &verbose)],
@@ -742,16 +730,8 @@ fn makepkg_with_reapi(t: &TestDir, s: &Scratch, carch: &str, chost: &str) {
         "{}",
         tail(&log, 40)
     );
-    for n in sources {
-        let sent = format!("compiling {n}.c on reapi://{}/4", cluster.addr());
-        assert!(log.contains(&sent), "no '{sent}' in makepkg's output:\n{log}");
-    }
-    assert_eq!(
-        cluster.executed(),
-        sources.len(),
-        "every compile ran on the cluster's worker:\n{log}"
-    );
-    assert!(!log.contains("running locally"), "{log}");
+    assert!(log.contains("Starting check()"), "{}", tail(&log, 40));
+    (sources, log)
 }
 
 /// The small C package makepkg builds with distcc: its sources' names.
