@@ -64,15 +64,7 @@ class Daemons:
         self.real_ports, self.our_ports = [], []
         # One more of ours with the compiler unconfined, for the sandbox's cost.
         self.unsandboxed_port = None
-        allowed = work / "allowed"
-        allowed.mkdir(exist_ok=True)
-        for c in ["cc", "gcc", "x86_64-linux-gnu-gcc", "g++", "x86_64-linux-gnu-g++"]:
-            link = allowed / c
-            if not link.exists():
-                link.symlink_to(OURS / "distcc")
-        tmp = work / "daemon-tmp"
-        tmp.mkdir(exist_ok=True)
-        os.chmod(tmp, 0o1777)
+        allowed, tmp = daemon_dirs(work)
         for i in range(count):
             p = free_port()
             proc = subprocess.Popen(
@@ -117,12 +109,30 @@ class Daemons:
         return out
 
     def stop(self):
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, 9)
-            except OSError:
-                pass
-            proc.wait()
+        stop_all(self.procs)
+
+
+def daemon_dirs(work):
+    """Our distccd's allow-list of compilers and its TMPDIR, under `work`."""
+    allowed = work / "allowed"
+    allowed.mkdir(exist_ok=True)
+    for c in ["cc", "gcc", "x86_64-linux-gnu-gcc", "g++", "x86_64-linux-gnu-g++"]:
+        if not (allowed / c).exists():
+            (allowed / c).symlink_to(OURS / "distcc")
+    tmp = work / "daemon-tmp"
+    tmp.mkdir(exist_ok=True)
+    os.chmod(tmp, 0o1777)
+    return allowed, tmp
+
+
+def stop_all(procs):
+    """Each daemon's whole process group, killed and reaped."""
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, 9)
+        except OSError:
+            pass
+        proc.wait()
 
 
 def hwm_kib(pid):
@@ -524,14 +534,7 @@ class LoggedDaemons:
 
     def __init__(self, work, count, jobs):
         self.procs, self.ours, self.real = [], [], []
-        allowed = work / "allowed"
-        allowed.mkdir(exist_ok=True)
-        for c in ["cc", "gcc", "x86_64-linux-gnu-gcc", "g++", "x86_64-linux-gnu-g++"]:
-            if not (allowed / c).exists():
-                (allowed / c).symlink_to(OURS / "distcc")
-        tmp = work / "daemon-tmp"
-        tmp.mkdir(exist_ok=True)
-        os.chmod(tmp, 0o1777)
+        allowed, tmp = daemon_dirs(work)
         common = ["--daemon", "--no-detach", "--allow", "127.0.0.1", "--jobs", str(jobs), "--log-level", "info",
                   "--log-stderr"]
         for i in range(count):
@@ -567,12 +570,7 @@ class LoggedDaemons:
             time.sleep(0.05)
 
     def stop(self):
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, 9)
-            except OSError:
-                pass
-            proc.wait()
+        stop_all(self.procs)
 
 
 def run_tree(argv, cwd, env, out_path):
