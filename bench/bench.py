@@ -147,14 +147,7 @@ def hwm_kib(pid):
 
 def run_timed(argv, cwd, env):
     """Wall time and the CPU of the process tree (user + sys, children included)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(argv)} failed: {r.stderr.decode(errors='replace')}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    wall, cpu, _ = run_timed_err(argv, cwd, env)
     return wall, cpu
 
 
@@ -924,7 +917,8 @@ def tree_cpu(root):
 
 
 def run_timed_err(argv, cwd, env):
-    """run_timed, and the command's stderr."""
+    """Wall time, the CPU of the process tree (user + sys, children
+    included), and the command's stderr."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
