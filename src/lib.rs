@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod protocol;
 pub mod pump;
 pub mod reapi;
+pub mod zeroconf;
 
 /// The version string both binaries print, in distcc's format.
 pub fn version_banner(program: &str) -> String {

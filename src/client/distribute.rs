@@ -137,6 +137,9 @@ impl Client {
                 Attempt::Over(outcome) => return outcome,
                 Attempt::Fault(fault) => {
                     log::warn(&format!("{}: {fault}", host.spec));
+                    if let Some(z) = &plan.zeroconf {
+                        z.expire(host);
+                    }
                     if let Some(l) = &self.locks
                         && !self.s.backoff.is_zero()
                     {

@@ -3,7 +3,7 @@ The `DISTCC_HOSTS` grammar (distcc 3.4 src/hosts.c), pure.
 
 ```text
 HOSTS      = { TOKEN | '#' comment-to-end-of-line }, separated by whitespace
-TOKEN      = GLOBAL | LOCAL | REAPI | SSH | TCP
+TOKEN      = GLOBAL | LOCAL | REAPI | SSH | TCP | +zeroconf
 GLOBAL     = --randomize | --localslots(/|=)N | --localslots_cpp(/|=)N
 REAPI      = reapi://HOST:PORT[(/|=)N]{ ',instance=' NAME | ',tls' | ',cpp' }    (ours)
 LOCAL      = localhost[(/|=)N]            anything after N is ignored
@@ -118,12 +118,16 @@ pub struct HostList {
     pub randomize: bool,
     pub localslots: u32,
     pub localslots_cpp: u32,
+    /// `+zeroconf`: where in `hosts` the servers found on the network go
+    /// (the caller browses; see `client::zeroconf`).
+    pub zeroconf: Option<usize>,
 }
 
 impl Default for HostList {
     fn default() -> Self {
         HostList {
             hosts: Vec::new(),
+            zeroconf: None,
             randomize: false,
             localslots: DEFAULT_LOCALSLOTS,
             localslots_cpp: DEFAULT_LOCALSLOTS_CPP,
@@ -248,6 +252,10 @@ pub fn parse(text: &str) -> Result<HostList, HostsError> {
             Item::LocalSlots(n) => list.localslots = n,
             Item::LocalSlotsCpp(n) => list.localslots_cpp = n,
             Item::Host(host) => list.hosts.push(host),
+            // Given twice, the servers are still listed once.
+            Item::Zeroconf => {
+                list.zeroconf.get_or_insert(list.hosts.len());
+            }
         }
     }
     Ok(list)
@@ -284,6 +292,7 @@ fn tokens(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 enum Item {
+    Zeroconf,
     Randomize,
     LocalSlots(u32),
     LocalSlotsCpp(u32),
@@ -297,12 +306,11 @@ fn parse_token(token: &str) -> Result<Item, Msg> {
     if token.starts_with("--") {
         return parse_global(token);
     }
+    if token == "+zeroconf" {
+        return Ok(Item::Zeroconf);
+    }
     if token.starts_with('+') {
-        return Err(if token == "+zeroconf" {
-            "'+zeroconf' (mDNS discovery) is not supported".into()
-        } else {
-            format!("unknown keyword '{token}'")
-        });
+        return Err(format!("unknown keyword '{token}' (known: +zeroconf)"));
     }
     let (transport, limit, opts) = if let Some(rest) = token.strip_prefix("reapi://") {
         parse_reapi(rest)?
@@ -695,6 +703,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn zeroconf_marks_where_the_found_servers_go() {
+        // (list, hosts before the found ones)
+        let cases = [
+            ("+zeroconf", Some(0), 0),
+            ("localhost/2 +zeroconf red", Some(1), 2),
+            ("red blue +zeroconf # more later\n+zeroconf", Some(2), 2),
+            ("red", None, 1),
+        ];
+        for (text, at, n) in cases {
+            let list = parse(text).unwrap();
+            assert_eq!((list.zeroconf, list.hosts.len()), (at, n), "{text}");
+        }
+    }
+
+    #[test]
     fn ports_mapped_for_a_chroot_instance() {
         let list = parse("localhost/2 red/5 blue:3632,lzo [fd00::1]/3 @ssh-host --randomize").unwrap();
         assert_eq!(
@@ -995,7 +1018,7 @@ mod tests {
             ("--localslots=4x", "--localslots=4x", "unexpected 'x'"),
             ("--localslotsX", "--localslotsX", "unexpected 'X'"),
             ("--localslots_cpp=", "--localslots_cpp=", "missing limit"),
-            ("+zeroconf", "+zeroconf", "not supported"),
+            ("+zeroconf,lzo", "+zeroconf,lzo", "unknown keyword"),
             ("+foo", "+foo", "unknown keyword"),
         ];
         for (input, token, needle) in cases {

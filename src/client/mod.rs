@@ -31,6 +31,7 @@ pub mod pump;
 pub mod reapi;
 pub mod remote;
 pub mod settings;
+pub mod zeroconf;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -133,12 +134,20 @@ fn run(os_args: Vec<OsString>) -> Outcome {
             print!("{}", crate::version_banner("distcc"));
             Outcome::Done
         }
-        Invocation::ShowHosts => show_hosts(&settings, |list| {
-            list.hosts.iter().map(|h| h.spec.clone()).collect()
+        Invocation::ShowHosts => show_hosts(&settings, |plan| {
+            let note = |spec: &str| plan.zeroconf.as_ref().and_then(|z| z.note(spec));
+            plan.list
+                .hosts
+                .iter()
+                .map(|h| match note(&h.spec) {
+                    Some(n) => format!("{}  # {n}", h.spec),
+                    None => h.spec.clone(),
+                })
+                .collect()
         }),
-        Invocation::Jobs => show_hosts(&settings, |list| vec![hosts::total_slots(list).to_string()]),
+        Invocation::Jobs => show_hosts(&settings, |plan| vec![hosts::total_slots(&plan.list).to_string()]),
         Invocation::HostsForPort(port) => match port.parse::<u16>() {
-            Ok(port) => show_hosts(&settings, |list| vec![hosts::with_port(list, port)]),
+            Ok(port) => show_hosts(&settings, |plan| vec![hosts::with_port(&plan.list, port)]),
             Err(_) => Outcome::Failed(Failure::Usage(format!(
                 "--hosts-for-port needs a port number, not '{port}'"
             ))),
@@ -205,10 +214,10 @@ fn scan_includes(settings: &Settings, argv: &[String]) -> Outcome {
 }
 
 /// Prints what `show` makes of the host list, a line per item.
-fn show_hosts(settings: &Settings, show: impl Fn(&hosts::HostList) -> Vec<String>) -> Outcome {
+fn show_hosts(settings: &Settings, show: impl Fn(&Plan) -> Vec<String>) -> Outcome {
     match Plan::load(settings) {
         Ok(plan) => {
-            for line in show(&plan.list) {
+            for line in show(&plan) {
                 println!("{line}");
             }
             Outcome::Done

@@ -16,6 +16,8 @@ pub struct Plan {
     /// Where the list came from, for messages; `None` when no host list
     /// was set anywhere.
     pub source: Option<String>,
+    /// What `+zeroconf` found, when the list has it.
+    pub zeroconf: Option<super::zeroconf::Discovery>,
 }
 
 /// A host list that does not parse, and where it came from.
@@ -49,12 +51,21 @@ impl Plan {
             source: name.clone(),
             error,
         })?;
+        let zeroconf = list.zeroconf.map(|at| {
+            let path = std::env::var("PATH").unwrap_or_default();
+            let found = super::zeroconf::discover(s.distcc_dir.as_deref(), &path);
+            let at = at.min(list.hosts.len());
+            list.hosts
+                .splice(at..at, found.hosts.iter().map(|(h, _)| h.clone()));
+            found
+        });
         if list.randomize {
             list.shuffle(u64::from(std::process::id()) ^ now_nanos());
         }
         Ok(Plan {
             list,
             source: Some(name),
+            zeroconf,
         })
     }
 
@@ -62,7 +73,13 @@ impl Plan {
     pub fn why_empty(&self) -> String {
         match &self.source {
             None => "no hostlist is set; can't distribute work".into(),
-            Some(name) => format!("{name} contained no hosts; can't distribute work"),
+            Some(name) => match &self.zeroconf {
+                Some(z) => format!(
+                    "{name} contained no hosts and +zeroconf found none ({}); can't distribute work",
+                    z.how
+                ),
+                None => format!("{name} contained no hosts; can't distribute work"),
+            },
         }
     }
 }

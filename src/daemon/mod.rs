@@ -23,6 +23,7 @@ pub mod start;
 pub mod stats;
 pub mod systemd;
 pub mod workdir;
+pub mod zeroconf;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -132,6 +132,8 @@ pub struct Options {
     pub sandbox: Option<SandboxMode>,
     /// `--sysroot`/`-isysroot` values a client may name.
     pub sysroots: Vec<String>,
+    /// `--zeroconf`: publish the server with DNS-SD (mDNS), as distcc 3.4.
+    pub zeroconf: bool,
 }
 
 impl Options {
@@ -169,6 +171,7 @@ impl Options {
             max_compiler_mb: 4096,
             sandbox: None,
             sysroots: Vec::new(),
+            zeroconf: false,
         }
     }
 }
@@ -826,9 +829,13 @@ pub static OPTIONS: &[Opt] = &[
         "zeroconf",
         None,
         None,
-        Compatibility,
-        "distcc 3.4's: accepted and ignored (distcc-rs does not announce itself)",
-        |_, _| Ok(()),
+        Serving,
+        "publish this server on the local network (DNS-SD), for clients' +zeroconf: through avahi-daemon when \
+         it runs, else a built-in mDNS responder",
+        |b, _| {
+            b.o.zeroconf = true;
+            Ok(())
+        },
     ),
 ];
 
@@ -1007,7 +1014,8 @@ mod tests {
     #[test]
     fn old_spellings_and_the_rest() {
         assert!(p("--make-me-a-botnet").unwrap().tcp_insecure);
-        assert_eq!(p("--no-fifo --no-fork --zeroconf").unwrap(), p("").unwrap());
+        assert_eq!(p("--no-fifo --no-fork").unwrap(), p("").unwrap());
+        assert!(p("--zeroconf").unwrap().zeroconf);
         // --allow-private's networks come after every --allow.
         let o = p("--allow-private --allow 1.2.3.4").unwrap();
         assert_eq!(o.allow[0].to_string(), "1.2.3.4/32");

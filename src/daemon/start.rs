@@ -360,7 +360,7 @@ pub fn run(opts: Options) -> Result<(), Fatal> {
             .as_ref()
             .map_or_else(|| nix::unistd::Uid::effective().to_string(), |u| u.name.clone());
         let about = format!("serving as {serving_as}, logging to {logging_to}");
-        serve_listeners(listeners, server, notifier, opts.lifetime, &about).await
+        serve_listeners(listeners, server, notifier, opts.lifetime, opts.zeroconf, &about).await
     });
     if let Some(p) = &opts.pid_file {
         let _ = std::fs::remove_file(p);
@@ -375,6 +375,7 @@ async fn serve_listeners(
     server: Arc<Server>,
     notifier: Arc<systemd::Notifier>,
     lifetime: Option<Duration>,
+    zeroconf: bool,
     about: &str,
 ) -> anyhow::Result<()> {
     let compile = listeners
@@ -406,10 +407,15 @@ async fn serve_listeners(
         tracing::info!("statistics on http://{}/", l.local_addr()?);
         stats.push(tokio::spawn(super::stats::serve_stats(l, server.clone())));
     }
+    let publisher = zeroconf.then(|| super::zeroconf::spawn(server.clone(), listening(&compile)));
     let stop_notifier = notifier.clone();
     let stop_server = server.clone();
     let shutdown = async move {
         shutdown_signal(lifetime).await;
+        // Withdrawn first, so that clients stop choosing a server that is going.
+        if let Some(p) = publisher {
+            p.stop().await;
+        }
         let running = stop_server.live.running();
         let _ = stop_notifier.send(&format!(
             "STOPPING=1\nSTATUS=stopping: letting {running} running job(s) finish"
@@ -422,6 +428,19 @@ async fn serve_listeners(
     }
     tracing::info!("distccd exiting");
     Ok(())
+}
+
+/// The addresses served, each with whether an IPv6 socket is v6-only.
+fn listening(listeners: &[tokio::net::TcpListener]) -> Vec<(std::net::SocketAddr, bool)> {
+    listeners
+        .iter()
+        .filter_map(|l| {
+            let addr = l.local_addr().ok()?;
+            let v6only = addr.is_ipv6()
+                && nix::sys::socket::getsockopt(l, nix::sys::socket::sockopt::Ipv6V6Only).unwrap_or(false);
+            Some((addr, v6only))
+        })
+        .collect()
 }
 
 /// READY=1 once serving, then STATUS= whenever the counts change, and

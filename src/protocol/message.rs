@@ -42,6 +42,11 @@ impl Version {
             .expect("every version has a row")
     }
 
+    /// Every version, in order: what a server serves.
+    pub fn all() -> impl Iterator<Item = Version> {
+        VERSIONS.iter().map(|r| r.0)
+    }
+
     pub fn new(number: u32) -> Option<Version> {
         VERSIONS.iter().find(|r| r.1 == number).map(|r| r.0)
     }

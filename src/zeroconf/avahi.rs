@@ -1,0 +1,242 @@
+//! Publishing through avahi-daemon over the system D-Bus, as distcc 3.4's
+//! libavahi-client does: `EntryGroupNew`, `AddService`, `AddServiceSubtype`,
+//! `Commit`, then the group's `StateChanged` until it is established, with
+//! `GetAlternativeServiceName` ("distcc@host #2") on a collision.
+//!
+//! Every call has a deadline: an avahi-daemon that hangs must not hang
+//! distccd's start or stop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio_stream::StreamExt;
+use zbus::proxy::{Builder, CacheProperties};
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{Connection, Proxy};
+
+use super::{Advert, SERVICE_TYPE};
+
+const AVAHI: &str = "org.freedesktop.Avahi";
+/// `AVAHI_SERVER_RUNNING`.
+const SERVER_RUNNING: i32 = 2;
+/// `AvahiEntryGroupState`.
+const GROUP_ESTABLISHED: i32 = 2;
+const GROUP_COLLISION: i32 = 3;
+const GROUP_FAILURE: i32 = 4;
+/// `AVAHI_IF_UNSPEC`, `AVAHI_PROTO_UNSPEC`, `AVAHI_PROTO_INET`, `AVAHI_PROTO_INET6`.
+pub const IF_UNSPEC: i32 = -1;
+pub const PROTO_UNSPEC: i32 = -1;
+pub const PROTO_INET: i32 = 0;
+pub const PROTO_INET6: i32 = 1;
+
+/// How long one D-Bus call, or the group's establishing, may take.
+const CALL: Duration = Duration::from_secs(5);
+/// How many alternative names are tried before giving up.
+const RENAMES: usize = 10;
+
+/// Where a service is added: an interface index (or [`IF_UNSPEC`]) and a protocol.
+pub type Place = (i32, i32);
+
+/// Why avahi-daemon could not be used.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// No system bus, or avahi-daemon is not on it: use the built-in responder.
+    Absent(String),
+    /// avahi-daemon is there but refused or failed.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unavailable::Absent(why) => f.write_str(why),
+            Unavailable::Failed(e) => write!(f, "avahi-daemon failed: {e:#}"),
+        }
+    }
+}
+
+/// A service registered with avahi-daemon. It stays published while the
+/// connection is open; [`Published::withdraw`] removes it at once.
+pub struct Published {
+    conn: Connection,
+    group: OwnedObjectPath,
+    /// The name it is published under (after any collision rename).
+    pub name: String,
+    /// avahi-daemon's version string, for the log.
+    pub version: String,
+}
+
+async fn within<T>(what: &str, f: impl Future<Output = zbus::Result<T>>) -> anyhow::Result<T> {
+    match tokio::time::timeout(CALL, f).await {
+        Ok(r) => r.with_context(|| what.to_owned()),
+        Err(_) => Err(anyhow!(
+            "{what}: no answer from avahi-daemon in {}s",
+            CALL.as_secs()
+        )),
+    }
+}
+
+async fn proxy<'a>(
+    conn: &Connection,
+    path: OwnedObjectPath,
+    iface: &'static str,
+) -> anyhow::Result<Proxy<'a>> {
+    let b = Builder::new(conn)
+        .destination(AVAHI)?
+        .path(path)?
+        .interface(iface)?
+        .cache_properties(CacheProperties::No);
+    Ok(b.build().await?)
+}
+
+/// Publishes `advert` at each of `places` (one group, so one name).
+pub async fn publish(advert: &Advert, places: &[Place]) -> Result<Published, Unavailable> {
+    let conn = match tokio::time::timeout(CALL, Connection::system()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(Unavailable::Absent(format!("no system D-Bus ({e})"))),
+        Err(_) => return Err(Unavailable::Absent("the system D-Bus did not answer".into())),
+    };
+    let dbus = zbus::fdo::DBusProxy::new(&conn)
+        .await
+        .map_err(|e| Unavailable::Absent(format!("the system D-Bus: {e}")))?;
+    let name = zbus::names::BusName::try_from(AVAHI).expect("valid bus name");
+    let owned = within("NameHasOwner", async {
+        dbus.name_has_owner(name).await.map_err(Into::into)
+    })
+    .await
+    .map_err(Unavailable::Failed)?;
+    if !owned {
+        return Err(Unavailable::Absent(
+            "avahi-daemon is not on the system D-Bus".into(),
+        ));
+    }
+    register(conn, advert, places).await.map_err(Unavailable::Failed)
+}
+
+async fn register(conn: Connection, advert: &Advert, places: &[Place]) -> anyhow::Result<Published> {
+    let root = OwnedObjectPath::try_from("/").expect("valid path");
+    let server = proxy(&conn, root, "org.freedesktop.Avahi.Server").await?;
+    let state: i32 = within("GetState", server.call("GetState", &())).await?;
+    if state != SERVER_RUNNING {
+        bail!("avahi-daemon is not running yet (state {state}; it may still be choosing its host name)");
+    }
+    let version: String = within("GetVersionString", server.call("GetVersionString", &()))
+        .await
+        .unwrap_or_default();
+    // As distcc 3.4 sends it: "key=value" strings in the record's order.
+    let txt: Vec<Vec<u8>> = advert
+        .txt
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").into_bytes())
+        .collect();
+    let subtype = advert.subtype_name();
+    let mut name = advert.instance.clone();
+    for _ in 0..RENAMES {
+        let path: OwnedObjectPath = within("EntryGroupNew", server.call("EntryGroupNew", &())).await?;
+        let group = proxy(&conn, path.clone(), "org.freedesktop.Avahi.EntryGroup").await?;
+        // Subscribed before Commit, so no state change is missed.
+        let mut changes = within("StateChanged", group.receive_signal("StateChanged")).await?;
+        let added = add(&group, &name, advert.port, &txt, subtype.as_deref(), places).await;
+        let collided = match added {
+            Ok(()) => {
+                within("Commit", group.call::<_, _, ()>("Commit", &())).await?;
+                let mut state: i32 = within("GetState", group.call("GetState", &())).await?;
+                let deadline = tokio::time::Instant::now() + CALL;
+                while state != GROUP_ESTABLISHED && state != GROUP_COLLISION && state != GROUP_FAILURE {
+                    let msg = tokio::time::timeout_at(deadline, changes.next())
+                        .await
+                        .map_err(|_| {
+                            anyhow!(
+                                "avahi-daemon did not establish the service in {}s",
+                                CALL.as_secs()
+                            )
+                        })?
+                        .ok_or_else(|| anyhow!("avahi-daemon went away"))?;
+                    (state, _) = msg.body().deserialize::<(i32, String)>()?;
+                }
+                match state {
+                    GROUP_ESTABLISHED => {
+                        return Ok(Published {
+                            conn,
+                            group: path,
+                            name,
+                            version,
+                        });
+                    }
+                    GROUP_COLLISION => true,
+                    _ => bail!("avahi-daemon could not publish {name}"),
+                }
+            }
+            Err(e) if is_collision(&e) => true,
+            Err(e) => return Err(e),
+        };
+        debug_assert!(collided);
+        let _ = within("Free", group.call::<_, _, ()>("Free", &())).await;
+        let alt: String = within(
+            "GetAlternativeServiceName",
+            server.call("GetAlternativeServiceName", &(name.as_str(),)),
+        )
+        .await?;
+        tracing::info!("zeroconf: the name {name} is taken on the network; trying {alt}");
+        name = alt;
+    }
+    bail!("every name tried was taken ({RENAMES} renames)")
+}
+
+async fn add(
+    group: &Proxy<'_>,
+    name: &str,
+    port: u16,
+    txt: &[Vec<u8>],
+    subtype: Option<&str>,
+    places: &[Place],
+) -> anyhow::Result<()> {
+    for &(iface, proto) in places {
+        let args = (iface, proto, 0u32, name, SERVICE_TYPE, "", "", port, txt.to_vec());
+        within("AddService", group.call::<_, _, ()>("AddService", &args)).await?;
+        if let Some(sub) = subtype {
+            let args = (iface, proto, 0u32, name, SERVICE_TYPE, "", sub);
+            within(
+                "AddServiceSubtype",
+                group.call::<_, _, ()>("AddServiceSubtype", &args),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn is_collision(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<zbus::Error>())
+        .any(|z| matches!(z, zbus::Error::MethodError(n, _, _) if n.as_str() == "org.freedesktop.Avahi.CollisionError"))
+}
+
+impl Published {
+    /// Frees the entry group, so avahi-daemon sends the goodbye records now.
+    pub async fn withdraw(self) -> anyhow::Result<()> {
+        let group = proxy(&self.conn, self.group.clone(), "org.freedesktop.Avahi.EntryGroup").await?;
+        within("Free", group.call::<_, _, ()>("Free", &())).await
+    }
+
+    /// Resolves when avahi-daemon leaves the bus (it was stopped or
+    /// restarted, taking the service with it).
+    pub async fn lost(&self) {
+        let Ok(dbus) = zbus::fdo::DBusProxy::new(&self.conn).await else {
+            return std::future::pending().await;
+        };
+        let Ok(mut owners) = dbus.receive_name_owner_changed().await else {
+            return std::future::pending().await;
+        };
+        while let Some(sig) = owners.next().await {
+            if let Ok(args) = sig.args()
+                && args.name().as_str() == AVAHI
+                && args.new_owner().is_none()
+            {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+}
