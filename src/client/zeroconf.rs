@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::hosts::{self, HostSpec};
 use super::{compiler, lock, log};
-use crate::zeroconf::{self, CompilerId, mdns};
+use crate::zeroconf::{self, CompilerId, avahi, mdns};
 
 /// How long a browse's result is the build's host list.
 pub const FRESH: Duration = Duration::from_secs(10);
@@ -174,6 +174,23 @@ fn one_host(spec: &str) -> Option<HostSpec> {
     }
 }
 
+/// The services of type `ty`: from avahi-daemon when it runs here (its
+/// cache has heard the network for longer than this process can), else
+/// from the network with the built-in browser. With where they came from.
+fn ask(ty: &str) -> anyhow::Result<(Vec<zeroconf::Found>, &'static str)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match rt.block_on(avahi::browse(ty, WAIT)) {
+        Ok(found) => return Ok((found, "avahi-daemon")),
+        Err(avahi::Unavailable::Absent(why)) => {
+            log::info(&format!("+zeroconf: {why}: browsing with mDNS here"))
+        }
+        Err(e) => log::warn(&format!("+zeroconf: {e}; browsing with mDNS here")),
+    }
+    Ok((mdns::browse(ty, WAIT)?, "mDNS"))
+}
+
 /// Browses now and, with a `file`, writes what was found there.
 fn browse(path: &str, file: Option<&Path>) -> Discovery {
     let cc = local_cc(path);
@@ -182,7 +199,7 @@ fn browse(path: &str, file: Option<&Path>) -> Discovery {
         log::info("+zeroconf: cc -dumpmachine/-dumpversion gave nothing: taking every distcc server");
     }
     let start = Instant::now();
-    let found = match mdns::browse(zeroconf::SERVICE_TYPE, WAIT) {
+    let (found, via) = match ask(zeroconf::SERVICE_TYPE) {
         Ok(f) => f,
         Err(e) => {
             log::warn(&format!("+zeroconf: cannot browse the network: {e:#}"));
@@ -208,7 +225,7 @@ fn browse(path: &str, file: Option<&Path>) -> Discovery {
         None => "any compiler".into(),
     };
     let browsed = format!("browsed {} for {wanted}", zeroconf::SERVICE_TYPE);
-    let text = zeroconf::render_hosts(&browsed, "mDNS", &entries);
+    let text = zeroconf::render_hosts(&browsed, via, &entries);
     if let Some(file) = file {
         // Whole and renamed: a client reading it meanwhile sees old or new.
         let tmp = file.with_extension(format!("tmp{}", std::process::id()));
@@ -225,11 +242,11 @@ fn browse(path: &str, file: Option<&Path>) -> Discovery {
         .filter_map(|(spec, note)| one_host(&spec).map(|h| (h, note)))
         .collect();
     log::info(&format!(
-        "+zeroconf: {browsed}: {} server(s) in {took} ms",
+        "+zeroconf: {browsed} via {via}: {} server(s) in {took} ms",
         hosts.len()
     ));
     Discovery {
-        how: format!("{browsed} ({} found in {took} ms)", hosts.len()),
+        how: format!("{browsed} via {via} ({} found in {took} ms)", hosts.len()),
         hosts,
         file: file.map(Path::to_owned),
     }

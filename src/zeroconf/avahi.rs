@@ -3,6 +3,12 @@
 //! `Commit`, then the group's `StateChanged` until it is established, with
 //! `GetAlternativeServiceName` ("distcc@host #2") on a collision.
 //!
+//! Browsing (the client's `+zeroconf`, when avahi-daemon runs there too)
+//! asks avahi-daemon's cache, which has heard every answer on the network,
+//! instead of the network itself: a responder stays silent about a record it
+//! multicast in the last second (RFC 6762 §6), so a browser of its own can
+//! miss what avahi-daemon already knows.
+//!
 //! Every call has a deadline: an avahi-daemon that hangs must not hang
 //! distccd's start or stop.
 
@@ -15,7 +21,8 @@ use zbus::proxy::{Builder, CacheProperties};
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{Connection, Proxy};
 
-use super::{Advert, SERVICE_TYPE};
+use super::mdns::Wait;
+use super::{Advert, Found, FoundAddr, SERVICE_TYPE};
 
 const AVAHI: &str = "org.freedesktop.Avahi";
 /// `AVAHI_SERVER_RUNNING`.
@@ -240,3 +247,150 @@ impl Published {
         std::future::pending().await
     }
 }
+
+/// The services of type `ty` that avahi-daemon knows or hears of within
+/// `wait`: its cached items first; when the cache has none, what the
+/// network answers (to `AllForNow`, or `wait`). Each is resolved, and every
+/// address of every interface it was seen on is kept.
+pub async fn browse(ty: &str, wait: Wait) -> Result<Vec<Found>, Unavailable> {
+    let start = tokio::time::Instant::now();
+    let conn = match tokio::time::timeout(Duration::from_secs(1), Connection::system()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(Unavailable::Absent(format!("no system D-Bus ({e})"))),
+        Err(_) => return Err(Unavailable::Absent("the system D-Bus did not answer".into())),
+    };
+    let dbus = zbus::fdo::DBusProxy::new(&conn)
+        .await
+        .map_err(|e| Unavailable::Absent(format!("the system D-Bus: {e}")))?;
+    let name = zbus::names::BusName::try_from(AVAHI).expect("valid bus name");
+    let owned = within("NameHasOwner", async {
+        dbus.name_has_owner(name).await.map_err(Into::into)
+    })
+    .await
+    .map_err(Unavailable::Failed)?;
+    if !owned {
+        return Err(Unavailable::Absent(
+            "avahi-daemon is not on the system D-Bus".into(),
+        ));
+    }
+    browse_with(&conn, ty, wait, start)
+        .await
+        .map_err(Unavailable::Failed)
+}
+
+/// An item of a browse: where it was seen, and its name.
+type Item = (i32, i32, String);
+
+async fn browse_with(
+    conn: &Connection,
+    ty: &str,
+    wait: Wait,
+    start: tokio::time::Instant,
+) -> anyhow::Result<Vec<Found>> {
+    let root = || OwnedObjectPath::try_from("/").expect("valid path");
+    let server2 = proxy(conn, root(), "org.freedesktop.Avahi.Server2").await?;
+    // Prepare, subscribe, Start: no item can come before the subscription.
+    let path: OwnedObjectPath = within(
+        "ServiceBrowserPrepare",
+        server2.call(
+            "ServiceBrowserPrepare",
+            &(IF_UNSPEC, PROTO_UNSPEC, ty, "local", 0u32),
+        ),
+    )
+    .await?;
+    let browser = proxy(conn, path, "org.freedesktop.Avahi.ServiceBrowser").await?;
+    let mut signals = within("signals", browser.receive_all_signals()).await?;
+    within("Start", browser.call::<_, _, ()>("Start", &())).await?;
+    let mut items: Vec<Item> = Vec::new();
+    let mut last: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = match last {
+            Some(t) => (t + wait.settle).min(start + wait.most),
+            None => start + wait.first,
+        };
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, signals.next()).await else {
+            break;
+        };
+        let header = msg.header();
+        let member = header.member().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        match member.as_str() {
+            "ItemNew" | "ItemRemove" => {
+                let (iface, proto, name, _ty, _domain, _flags): (i32, i32, String, String, String, u32) =
+                    msg.body().deserialize()?;
+                let item = (iface, proto, name);
+                if member == "ItemNew" {
+                    items.push(item);
+                } else {
+                    items.retain(|i| *i != item);
+                }
+                last = Some(tokio::time::Instant::now());
+            }
+            // The cache had these: the network would only repeat them.
+            "CacheExhausted" if !items.is_empty() => break,
+            "AllForNow" => break,
+            "Failure" => {
+                let (why,): (String,) = msg.body().deserialize()?;
+                bail!("avahi-daemon's browser failed: {why}");
+            }
+            _ => {}
+        }
+    }
+    let _ = within("Free", browser.call::<_, _, ()>("Free", &())).await;
+    let server = proxy(conn, root(), "org.freedesktop.Avahi.Server").await?;
+    let mut found: Vec<Found> = Vec::new();
+    let resolve_by = start + wait.most + Duration::from_secs(1);
+    for (iface, proto, name) in items {
+        let args = (iface, proto, name.as_str(), ty, "local", proto, 0u32);
+        let call = server.call::<_, _, Resolved>("ResolveService", &args);
+        let Ok(Ok(r)) = tokio::time::timeout_at(resolve_by, call).await else {
+            continue;
+        };
+        let (_, _, name, _, _, _host, _aproto, address, port, txt, _flags) = r;
+        let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        let scope = u32::try_from(iface)
+            .ok()
+            .and_then(|i| nix::net::if_::if_indextoname(i).ok())
+            .map(|c| c.to_string_lossy().into_owned());
+        let addr = FoundAddr { ip, scope };
+        if let Some(f) = found.iter_mut().find(|f| f.instance == name && f.port == port) {
+            if !f.addrs.contains(&addr) {
+                f.addrs.push(addr);
+            }
+            continue;
+        }
+        let txt = txt
+            .iter()
+            .map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                match kv.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                    None => (kv.into_owned(), None),
+                }
+            })
+            .collect();
+        found.push(Found {
+            instance: name,
+            port,
+            addrs: vec![addr],
+            txt,
+        });
+    }
+    Ok(found)
+}
+
+/// `ResolveService`'s answer.
+type Resolved = (
+    i32,
+    i32,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    String,
+    u16,
+    Vec<Vec<u8>>,
+    u32,
+);

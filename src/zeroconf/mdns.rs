@@ -3,7 +3,7 @@
 //! its own thread and shares port 5353 with avahi-daemon (both set
 //! `SO_REUSEPORT`; shared/reference/zeroconf.md §4).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
@@ -113,14 +113,27 @@ pub fn browse(ty: &str, wait: Wait) -> anyhow::Result<Vec<Found>> {
     let full_ty = format!("{ty}.local.");
     let events = daemon.browse(&full_ty).map_err(|e| anyhow!("{e}"))?;
     let start = Instant::now();
-    let mut deadline = start + wait.first;
+    // Services seen (PTR) but not resolved yet are waited for, up to `most`.
+    let mut pending: BTreeSet<String> = BTreeSet::new();
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    let mut last: Option<Instant> = None;
     loop {
+        let deadline = match (pending.is_empty(), last) {
+            (false, _) => start + wait.most,
+            (true, Some(t)) => (t + wait.settle).min(start + wait.most),
+            (true, None) => start + wait.first,
+        };
         let now = Instant::now();
         if now >= deadline {
             break;
         }
         match events.recv_timeout(deadline - now) {
+            Ok(ServiceEvent::ServiceFound(_, fullname)) => {
+                if !found.contains_key(&fullname) {
+                    pending.insert(fullname);
+                }
+                last = Some(Instant::now());
+            }
             Ok(ServiceEvent::ServiceResolved(r)) => {
                 let suffix = format!(".{SERVICE_TYPE}.local.");
                 let instance = r.fullname.strip_suffix(&suffix).unwrap_or(&r.fullname).to_owned();
@@ -135,6 +148,7 @@ pub fn browse(ty: &str, wait: Wait) -> anyhow::Result<Vec<Found>> {
                         )
                     })
                     .collect();
+                pending.remove(&r.fullname);
                 found.insert(
                     r.fullname.clone(),
                     Found {
@@ -144,9 +158,10 @@ pub fn browse(ty: &str, wait: Wait) -> anyhow::Result<Vec<Found>> {
                         txt,
                     },
                 );
-                deadline = (Instant::now() + wait.settle).min(start + wait.most);
+                last = Some(Instant::now());
             }
             Ok(ServiceEvent::ServiceRemoved(_, fullname)) => {
+                pending.remove(&fullname);
                 found.remove(&fullname);
             }
             Ok(_) => {}

@@ -20,3 +20,4 @@ mod serve;
 mod sysbox;
 mod systemd;
 mod upstream;
+mod zeroconf;
