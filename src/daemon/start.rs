@@ -310,6 +310,10 @@ pub fn run(opts: Options) -> Result<(), Fatal> {
     }
     let listeners = if inetd {
         drop(activated);
+        if opts.zeroconf {
+            // Published while serving one connection, it would be gone by the time anyone looked.
+            tracing::warn!("--zeroconf is ignored with --inetd: only a daemon is published");
+        }
         None
     } else {
         Some(listeners(&opts, activated).map_err(fatal(exitcode::BIND_FAILED))?)

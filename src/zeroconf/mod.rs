@@ -32,6 +32,10 @@ const DEFAULT_JOBS: u32 = 4;
 /// A TXT record is the server's word: a limit beyond this is taken as this.
 pub const MAX_JOBS: u32 = 256;
 
+/// At most this many services are listed, however many the network offers
+/// (a hostile LAN could advertise thousands).
+pub const MAX_SERVICES: usize = 128;
+
 /// The keys distcc-rs adds after distcc 3.4's: its version, and the
 /// protocols it serves (1 plain, 2 lzo, 3 pump), from which clients add
 /// `,lzo` and `,cpp`.
@@ -396,13 +400,17 @@ fn is_link_local(ip: &Ipv6Addr) -> bool {
 
 /// The hosts file: a header saying who wrote it and what was browsed, then
 /// a line per service, `SPEC # INSTANCE`. Services that resolve to the same
-/// spec are written once (distcc 3.4 collapses by instance name instead).
+/// spec are written once (distcc 3.4 collapses by instance name instead),
+/// and no more than [`MAX_SERVICES`].
 pub fn render_hosts(browsed: &str, via: &str, entries: &[Entry]) -> String {
     let mut out = format!("# distcc-rs {}: {browsed} via {via}\n", env!("CARGO_PKG_VERSION"));
     let mut seen = Vec::new();
     for e in entries {
         if seen.contains(&&e.spec) {
             continue;
+        }
+        if seen.len() == MAX_SERVICES {
+            break;
         }
         seen.push(&e.spec);
         // The instance is the server's word: no line break may end the comment.
@@ -428,6 +436,7 @@ pub fn parse_hosts(text: &str) -> Vec<(String, Option<String>)> {
             };
             (!spec.is_empty()).then(|| (spec.to_owned(), note.filter(|n| !n.is_empty())))
         })
+        .take(MAX_SERVICES)
         .collect()
 }
 
@@ -715,6 +724,14 @@ mod tests {
                 ),
             ]
         );
+        // A flood is cut at MAX_SERVICES, written and read.
+        let many: Vec<Entry> = (0..300)
+            .map(|i| e(&format!("10.0.{}.{}:3632/4", i / 250, i % 250 + 1), "x"))
+            .collect();
+        let text = render_hosts("b", "mDNS", &many);
+        assert_eq!(text.lines().count(), 1 + MAX_SERVICES);
+        let flood: String = (0..300).map(|i| format!("10.1.0.{}:3632/4\n", i % 250)).collect();
+        assert_eq!(parse_hosts(&flood).len(), MAX_SERVICES);
         // distcc 3.4's own file.
         assert_eq!(
             parse_hosts("10.99.0.1:3632/3\n[fd00::1]:3632/4\n\n"),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{ALLOWED, DISTCC, DISTCCD, REAL_DISTCC, TestDir, compiler_dir, text};
 
+const PUMP: &str = env!("CARGO_BIN_EXE_pump");
 const LAN_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/zeroconf/lan");
 /// How long our client may list a server that has stopped: the shared list
 /// is fresh for 10 s, then one browse (at most 2.5 s).
@@ -445,4 +446,45 @@ fn without_avahi_the_built_in_responder_is_found_by_both_clients() {
     wait_for(5, "the goodbye to reach b", || {
         !lan.browse_b().contains(&format!(";{port};"))
     });
+}
+
+#[test]
+fn a_client_without_avahi_browses_itself_and_pump_uses_what_it_found() {
+    let Some(lan) = Lan::up("zc-client-mdns", &["--no-avahi", "b"]) else {
+        return;
+    };
+    let work = work(&lan);
+    let port = 3720;
+    let ours = Server::ours(&lan, port, &[]);
+    assert!(ours.wait_log("zeroconf: published").contains("via avahi-daemon"));
+    // b has no avahi-daemon: our client browses with its own mDNS.
+    let mut tries = 0;
+    wait_for(20, "our client to find the server", || {
+        tries += 1;
+        let hosts = show_hosts(&lan, &work, &format!("dd-try{tries}"));
+        hosts.contains(&format!("10.99.0.1:{port}/3,lzo,cpp  # +zeroconf: distcc@"))
+    });
+    let out = compile(&lan, &work, DISTCC, "dd-ours", "ours.o", false);
+    assert_compiled(&out, &work, "ours.o");
+    let said = text(&out.stderr);
+    assert!(said.contains("via mDNS"), "{said}");
+    ours.wait_served(1);
+
+    // Under pump, the ,cpp our server's TXT gave makes it a pump-mode job.
+    let out = lan
+        .cmd(
+            "b",
+            &work,
+            &[PUMP, DISTCC, "gcc", "-O2", "-c", "zc.c", "-o", "pump.o"],
+        )
+        .env("DISTCC_HOSTS", "+zeroconf")
+        .env("DISTCC_DIR", work.join("dd-ours"))
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_VERBOSE", "1")
+        .env_remove("DISTCC_LOG")
+        .output()
+        .unwrap();
+    assert_compiled(&out, &work, "pump.o");
+    ours.wait_served(2);
+    assert!(ours.log_text().contains("protocol:3"), "{}", ours.log_text());
 }
