@@ -35,6 +35,17 @@ enum Attempt {
     Over(Outcome),
 }
 
+/// What every try of one job shares, whichever host it goes to.
+struct Tries<'a> {
+    compiler: &'a Path,
+    job: &'a Job,
+    /// The source, when the job's input was already preprocessed.
+    preprocessed: Option<&'a [u8]>,
+    list: &'a HostList,
+    /// Asked of the include server once, at the first pump-mode host.
+    pump: OnceCell<Result<Prepared, String>>,
+}
+
 impl Client {
     pub(super) fn distribute(
         &self,
@@ -106,8 +117,13 @@ impl Client {
             compiler::rewrite_cross(&mut job.server_argv, &self.path);
         }
 
-        // Asked of the include server once, at the first pump-mode host.
-        let pump: OnceCell<Result<Prepared, String>> = OnceCell::new();
+        let cx = Tries {
+            compiler,
+            job: &job,
+            preprocessed: preprocessed.as_deref(),
+            list,
+            pump: OnceCell::new(),
+        };
         let mut failed: HashSet<usize> = HashSet::new();
         let mut last: Option<(String, HostFault)> = None;
         loop {
@@ -125,15 +141,7 @@ impl Client {
             log::info(&format!("compiling {} on {}", job.input, host.spec));
             self.progress
                 .set(Phase::Connect, &job.input, host_name(host), slot_no);
-            match self.attempt(
-                compiler,
-                &job,
-                preprocessed.as_deref(),
-                host,
-                list,
-                slot_no,
-                &pump,
-            ) {
+            match self.attempt(&cx, host, slot_no) {
                 Attempt::Over(outcome) => return outcome,
                 Attempt::Fault(fault) => {
                     log::warn(&format!("{}: {fault}", host.spec));
@@ -158,7 +166,8 @@ impl Client {
                         l.clear_failed(host);
                     }
                     drop(slot);
-                    let deps = pump
+                    let deps = cx
+                        .pump
                         .get()
                         .and_then(|p| p.as_ref().ok())
                         .and_then(|p| p.deps_file.clone());
@@ -214,17 +223,9 @@ impl Client {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &self,
-        compiler: &Path,
-        job: &Job,
-        preprocessed: Option<&[u8]>,
-        host: &HostSpec,
-        list: &HostList,
-        slot_no: u32,
-        pump: &OnceCell<Result<Prepared, String>>,
-    ) -> Attempt {
+    fn attempt(&self, cx: &Tries, host: &HostSpec, slot_no: u32) -> Attempt {
+        let (compiler, job, preprocessed, list, pump) =
+            (cx.compiler, cx.job, cx.preprocessed, cx.list, &cx.pump);
         let version = match host.protocol() {
             Version::Pump => Version::Lzo,
             v => v,
@@ -239,7 +240,7 @@ impl Client {
             }
         }
         if matches!(host.transport, hosts::Transport::Reapi { .. }) {
-            return self.attempt_reapi(compiler, job, preprocessed, host, list, slot_no, pump);
+            return self.attempt_reapi(cx, host, slot_no);
         }
         // Preprocess while connecting (distcc's overlap): start cpp first.
         let _cpp_slot;
@@ -312,17 +313,9 @@ impl Client {
     /// A REAPI cluster: the job as an Action, from the cache if it has
     /// run before, else executed there; with `,cpp` under `pump`, the
     /// include server's files and the command that preprocesses there.
-    #[allow(clippy::too_many_arguments)]
-    fn attempt_reapi(
-        &self,
-        compiler: &Path,
-        job: &Job,
-        preprocessed: Option<&[u8]>,
-        host: &HostSpec,
-        list: &HostList,
-        slot_no: u32,
-        pump: &OnceCell<Result<Prepared, String>>,
-    ) -> Attempt {
+    fn attempt_reapi(&self, cx: &Tries, host: &HostSpec, slot_no: u32) -> Attempt {
+        let (compiler, job, preprocessed, list, pump) =
+            (cx.compiler, cx.job, cx.preprocessed, cx.list, &cx.pump);
         let hosts::Transport::Reapi {
             host: name,
             port,
