@@ -43,10 +43,22 @@ impl Publisher {
 /// (through the allow-list and DISTCCD_PATH), asked as distcc 3.4 asks it.
 pub async fn compiler_id(server: &Server) -> Result<CompilerId, String> {
     let config = &server.config;
-    let cc = config
-        .compilers
-        .resolve("cc", &config.path)
-        .map_err(|r| r.0.clone())?;
+    // distcc 3.4 runs `cc` from PATH whatever the allow-list says; so do
+    // we when the allow-list has no `cc`, since the subtype names the
+    // machine's compiler, and say so.
+    let cc = match config.compilers.resolve("cc", &config.path) {
+        Ok(cc) => cc,
+        Err(refusal) => {
+            let cc =
+                super::compilers::find_on_path("cc", &config.path, None).ok_or_else(|| refusal.0.clone())?;
+            tracing::info!(
+                "zeroconf: the subtype is {}'s, which is not allowed as cc ({})",
+                cc.display(),
+                refusal.0
+            );
+            cc
+        }
+    };
     let ask = |arg: &'static str| {
         let cc = cc.clone();
         let path = config.path.clone();

@@ -97,9 +97,9 @@ async fn proxy<'a>(
     Ok(b.build().await?)
 }
 
-/// Publishes `advert` at each of `places` (one group, so one name).
-pub async fn publish(advert: &Advert, places: &[Place]) -> Result<Published, Unavailable> {
-    let conn = match tokio::time::timeout(CALL, Connection::system()).await {
+/// The system bus, when avahi-daemon is on it.
+async fn connect(wait: Duration) -> Result<Connection, Unavailable> {
+    let conn = match tokio::time::timeout(wait, Connection::system()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(Unavailable::Absent(format!("no system D-Bus ({e})"))),
         Err(_) => return Err(Unavailable::Absent("the system D-Bus did not answer".into())),
@@ -118,6 +118,12 @@ pub async fn publish(advert: &Advert, places: &[Place]) -> Result<Published, Una
             "avahi-daemon is not on the system D-Bus".into(),
         ));
     }
+    Ok(conn)
+}
+
+/// Publishes `advert` at each of `places` (one group, so one name).
+pub async fn publish(advert: &Advert, places: &[Place]) -> Result<Published, Unavailable> {
+    let conn = connect(CALL).await?;
     register(conn, advert, places).await.map_err(Unavailable::Failed)
 }
 
@@ -254,25 +260,8 @@ impl Published {
 /// address of every interface it was seen on is kept.
 pub async fn browse(ty: &str, wait: Wait) -> Result<Vec<Found>, Unavailable> {
     let start = tokio::time::Instant::now();
-    let conn = match tokio::time::timeout(Duration::from_secs(1), Connection::system()).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(Unavailable::Absent(format!("no system D-Bus ({e})"))),
-        Err(_) => return Err(Unavailable::Absent("the system D-Bus did not answer".into())),
-    };
-    let dbus = zbus::fdo::DBusProxy::new(&conn)
-        .await
-        .map_err(|e| Unavailable::Absent(format!("the system D-Bus: {e}")))?;
-    let name = zbus::names::BusName::try_from(AVAHI).expect("valid bus name");
-    let owned = within("NameHasOwner", async {
-        dbus.name_has_owner(name).await.map_err(Into::into)
-    })
-    .await
-    .map_err(Unavailable::Failed)?;
-    if !owned {
-        return Err(Unavailable::Absent(
-            "avahi-daemon is not on the system D-Bus".into(),
-        ));
-    }
+    // A client must not wait long for a bus that is not answering.
+    let conn = connect(Duration::from_secs(1)).await?;
     browse_with(&conn, ty, wait, start)
         .await
         .map_err(Unavailable::Failed)

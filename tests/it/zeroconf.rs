@@ -119,44 +119,26 @@ impl Server {
         Server { child, log }
     }
 
+    /// distccd's options in distcc 3.4's spelling, for both daemons.
+    fn common_args(jobs: &'static str) -> Vec<&'static str> {
+        let mut a = vec!["--daemon", "--no-detach", "--zeroconf", "--allow", "10.99.0.0/24"];
+        a.extend(["--log-stderr", "--log-level", "info", "--jobs", jobs]);
+        a
+    }
+
     fn ours(lan: &Lan, port: u16, extra: &[&str]) -> Server {
         let allowed = compiler_dir(&lan.dir, ALLOWED);
         let port = port.to_string();
-        let mut argv = vec![
-            DISTCCD,
-            "--daemon",
-            "--no-detach",
-            "--zeroconf",
-            "--allow",
-            "10.99.0.0/24",
-            "--log-stderr",
-            "--log-level",
-            "info",
-            "--jobs",
-            "3",
-            "--port",
-            &port,
-            "--compiler-dir",
-            allowed.to_str().unwrap(),
-        ];
+        let mut argv = vec![DISTCCD];
+        argv.extend(Server::common_args("3"));
+        argv.extend(["--port", &port, "--compiler-dir", allowed.to_str().unwrap()]);
         argv.extend_from_slice(extra);
         Server::start(lan, "ours", &argv)
     }
 
     fn theirs(lan: &Lan) -> Server {
-        let argv = [
-            "/usr/bin/distccd",
-            "--daemon",
-            "--no-detach",
-            "--zeroconf",
-            "--allow",
-            "10.99.0.0/24",
-            "--log-stderr",
-            "--log-level",
-            "info",
-            "--jobs",
-            "5",
-        ];
+        let mut argv = vec!["/usr/bin/distccd"];
+        argv.extend(Server::common_args("5"));
         Server::start(lan, "theirs", &argv)
     }
 
