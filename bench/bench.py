@@ -8,6 +8,7 @@ distccd user), the release build and the packages of scripts/setup.
     python3 bench/bench.py            # full run (~10 min on 2 cores)
     python3 bench/bench.py --quick    # fewer rounds, for a smoke check
     python3 bench/bench.py --only reapi --base-bins DIR   # REAPI, against DIR's (older) binaries
+    python3 bench/bench.py --only zeroconf   # +zeroconf against explicit hosts, on tests/zeroconf/lan
 
 Prints a table of medians and ratios to the baseline (b), and writes it as
 markdown to bench/results.md.
@@ -365,19 +366,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--per-job-only", action="store_true", help="only the per-job and memory parts")
-    ap.add_argument("--only", choices=["per-job", "sandbox", "project", "large", "pump", "reapi"],
+    ap.add_argument("--only", choices=["per-job", "sandbox", "project", "large", "pump", "reapi", "zeroconf"],
                     help="only one part")
     ap.add_argument("--base-bins", type=Path,
                     help="reapi part: a release dir of binaries to compare start-up and size with "
                          "(e.g. main's, before the REAPI client)")
     args = ap.parse_args()
     parts = ({args.only} if args.only else {"per-job", "sandbox"} if args.per_job_only
-             else {"per-job", "sandbox", "project", "large", "pump", "reapi"})
+             else {"per-job", "sandbox", "project", "large", "pump", "reapi", "zeroconf"})
     rounds, per_round = (2, 20) if args.quick else (5, 60)
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=REPO, check=True)
     work = Path(tempfile.mkdtemp(prefix="distcc-rs-bench-"))
     os.chmod(work, 0o755)
-    d = Daemons(work, 3, 4)
+    # The loopback daemons, for the parts that use them.
+    d = Daemons(work, 3, 4) if parts - {"pump", "zeroconf"} else None
     lines = []
 
     def say(s=""):
@@ -399,8 +401,11 @@ def main():
             pump_part(work, args, say)
         if "reapi" in parts:
             reapi_part(work, d, args, say)
+        if "zeroconf" in parts:
+            zeroconf_part(work, args, say)
     finally:
-        d.stop()
+        if d:
+            d.stop()
         shutil.rmtree(work, ignore_errors=True)
     (REPO / "bench" / "results.md").write_text("\n".join(lines) + "\n")
 
@@ -1194,6 +1199,393 @@ def reapi_part(work, d, args, say):
         f"of the {median(u['wall']):.2f} s build (sum of worker start -> completed over the 32 actions), at most "
         f"{max(u['overlap'])} action(s) on it at once (it runs one lease at a time), median wait in the queue "
         f"(queued -> worker start) {median(u['wait']):.2f} s.\n")
+
+
+# Zeroconf: `+zeroconf` against an explicit host list, across the two-host
+# LAN of tests/zeroconf/lan (network namespaces, each with its own D-Bus and
+# avahi-daemon): our distccd --zeroconf in host a, `make -j4` of a 20-file C
+# project in host b, every job's wall time taken by a small C wrapper as CC.
+LAN = REPO / "tests" / "zeroconf" / "lan"
+ZC_FILES = 20
+ZC_SERVER = "10.99.0.1"
+ZC_CLIENT = "10.99.0.2"
+
+# The per-job timer: CLOCK_MONOTONIC around fork + exec + wait of argv[1:],
+# one line "start end status source" appended to $ZC_BENCH_TIMES.
+ZC_TIMECC = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    struct timespec a, b;
+    const char *src = "-";
+    int st = 0, rc;
+    pid_t pid;
+    if (argc < 2) return 127;
+    for (int i = 2; i < argc; i++) {
+        size_t n = strlen(argv[i]);
+        if (n > 2 && strcmp(argv[i] + n - 2, ".c") == 0) src = argv[i];
+    }
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    pid = fork();
+    if (pid < 0) return 127;
+    if (pid == 0) { execv(argv[1], argv + 1); _exit(127); }
+    while (waitpid(pid, &st, 0) < 0) {}
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    const char *f = getenv("ZC_BENCH_TIMES");
+    if (f) {
+        char line[600];
+        int n = snprintf(line, sizeof line, "%ld.%09ld %ld.%09ld %d %.400s\n", (long)a.tv_sec, a.tv_nsec,
+                         (long)b.tv_sec, b.tv_nsec, rc, src);
+        int fd = open(f, O_WRONLY | O_APPEND | O_CREAT, 0644);
+        if (fd >= 0) { if (write(fd, line, n) != n) rc = rc ? rc : 126; close(fd); }
+    }
+    return rc;
+}
+"""
+
+ZC_MAKEFILE = """\
+SRCS := $(sort $(wildcard src*.c))
+OBJS := $(SRCS:.c=.o)
+all: $(OBJS)
+%.o: %.c
+\t$(CC) -O2 -c $< -o $@
+"""
+
+
+def zc_source(i):
+    """A small C file: a few functions over strings and arrays (tens of ms at -O2)."""
+    return f"""#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct item{i} {{ char name[32]; int weight; double score; }};
+
+static int cmp{i}(const void *a, const void *b) {{
+    const struct item{i} *x = a, *y = b;
+    return x->weight - y->weight + {i};
+}}
+
+double rank{i}(struct item{i} *v, size_t n) {{
+    double sum = 0;
+    qsort(v, n, sizeof *v, cmp{i});
+    for (size_t k = 0; k < n; k++) {{
+        v[k].score = v[k].weight * {i + 1}.5 / (k + 1);
+        sum += v[k].score;
+    }}
+    return sum;
+}}
+
+int describe{i}(char *out, size_t len, const struct item{i} *v, size_t n) {{
+    int w = 0;
+    for (size_t k = 0; k < n && (size_t)w < len; k++)
+        w += snprintf(out + w, len - w, "%s=%d:%.2f;", v[k].name, v[k].weight, v[k].score);
+    return w;
+}}
+
+unsigned hash{i}(const char *s) {{
+    unsigned h = {2166136261 + i}u;
+    while (*s) h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h % {97 + i}u;
+}}
+"""
+
+
+def zc_skip_reason():
+    if os.geteuid() != 0:
+        return "it needs root (tests/zeroconf/lan makes network namespaces)"
+    if not os.access(LAN, os.X_OK):
+        return f"{LAN} is missing"
+    for tool in ("avahi-daemon", "dbus-daemon", "nsenter", "ip", "make", "gcc"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (scripts/setup installs it)"
+    return None
+
+
+class ZcLan:
+    """tests/zeroconf/lan up in `work`/lan; torn down when this process exits
+    too (--owner), in case `down` is never reached."""
+
+    def __init__(self, work):
+        self.dir = work / "lan"
+        self.dir.mkdir()
+        t0 = time.monotonic()
+        r = subprocess.run([str(LAN), "up", str(self.dir), "--owner", str(os.getpid())],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        self.up_secs = time.monotonic() - t0
+        if r.returncode:
+            raise RuntimeError(f"lan up failed:\n{r.stdout}{r.stderr}")
+        self.env = dict(line.split("=", 1) for line in (self.dir / "env").read_text().splitlines() if "=" in line)
+
+    def argv(self, host, *cmd):
+        return [str(LAN), "exec", str(self.dir), host, "--", *cmd]
+
+    def pids(self, host):
+        out = subprocess.run(["ip", "netns", "pids", self.env[f"LAN_{host.upper()}_NETNS"]],
+                             capture_output=True, text=True).stdout.split()
+        return [int(p) for p in out]
+
+    def down(self):
+        subprocess.run([str(LAN), "down", str(self.dir)], stdin=subprocess.DEVNULL)
+
+
+def zc_kill_strays(lan, host, comm):
+    """Ends the processes named `comm` in one host of the LAN (distcc 3.4's
+    lingering browser), by PID; returns how many there were."""
+    pids = []
+    for p in lan.pids(host):
+        try:
+            if Path(f"/proc/{p}/comm").read_text().strip() == comm:
+                pids.append(p)
+        except OSError:
+            pass
+    for p in pids:
+        try:
+            os.kill(p, 15)
+        except OSError:
+            pass
+    for _ in range(50):
+        if not any(Path(f"/proc/{p}").exists() for p in pids):
+            break
+        time.sleep(0.1)
+    return len(pids)
+
+
+class ZcServer:
+    """Our distccd --zeroconf in host a, logging to a file."""
+
+    def __init__(self, work, lan):
+        allowed, tmp = daemon_dirs(work)
+        self.port = free_port()
+        self.log = work / "zc-distccd.log"
+        self.logf = open(self.log, "w")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            lan.argv("a", str(OURS / "distccd"), "--daemon", "--no-detach", "--zeroconf",
+                     "--allow", lan.env.get("LAN_NET", "10.99.0.0/24"), "--log-stderr", "--log-level", "info",
+                     "--jobs", "4", "--port", str(self.port), "--compiler-dir", str(allowed)),
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT,
+            env=dict(os.environ, TMPDIR=str(tmp)), start_new_session=True)
+        while "zeroconf: published" not in self.text():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"our distccd --zeroconf exited at start:\n{self.text()}")
+            if time.monotonic() - t0 > 20:
+                raise RuntimeError(f"our distccd did not log 'zeroconf: published' in 20 s:\n{self.text()}")
+            time.sleep(0.02)
+        self.publish_secs = time.monotonic() - t0
+        self.published = next(l for l in self.text().splitlines() if "zeroconf: published" in l)
+
+    def text(self):
+        return self.log.read_text(errors="replace")
+
+    def compiles_since(self, offset):
+        """COMPILE_OK lines from host b's clients after `offset` bytes of the log."""
+        return len(re.findall(rf"client: {re.escape(ZC_CLIENT)}:\d+ COMPILE_OK", self.text()[offset:]))
+
+    def stop(self):
+        stop_all([self.proc])
+        self.logf.close()
+
+
+# Label, client, DISTCC_HOSTS ("" = the server's explicit spec), DISTCC_DIR kind:
+# fresh = new and empty; warm = our shared list written just before; stale =
+# distcc 3.4's list from an earlier build, its browser gone (as ~20 s after).
+ZC_CONFIGS = (
+    ("explicit host list (ours)", "ours", "", "fresh"),
+    ("+zeroconf, cold DISTCC_DIR (ours)", "ours", "+zeroconf", "fresh"),
+    ("+zeroconf, warm DISTCC_DIR (ours)", "ours", "+zeroconf", "warm"),
+    ("+zeroconf, cold DISTCC_DIR (3.4 client)", "3.4", "+zeroconf", "fresh"),
+    ("+zeroconf, old list, browser gone (3.4 client)", "3.4", "+zeroconf", "stale"),
+)
+
+
+class ZcBench:
+    def __init__(self, work, lan, server):
+        self.work, self.lan, self.server = work, lan, server
+        self.proj = work / "zc-proj"
+        self.proj.mkdir()
+        for i in range(ZC_FILES):
+            (self.proj / f"src{i:02}.c").write_text(zc_source(i))
+        (self.proj / "Makefile").write_text(ZC_MAKEFILE)
+        (work / "zc-prime.c").write_text("int zc_prime(int x) { return x + 1; }\n")
+        self.timecc = work / "zc-timecc"
+        subprocess.run(["gcc", "-O2", "-o", str(self.timecc), "-x", "c", "-"], input=ZC_TIMECC, text=True, check=True)
+        self.explicit = f"{ZC_SERVER}:{server.port}/4,lzo"
+        self.n = 0
+
+    def env(self, hosts, ddir, times, dlog):
+        e = dict(os.environ)
+        for k in [k for k in e if k.startswith("DISTCC_")]:
+            del e[k]
+        e.update(DISTCC_HOSTS=hosts or self.explicit, DISTCC_DIR=str(ddir), DISTCC_FALLBACK="0",
+                 DISTCC_PAUSE_TIME_MSEC="5", DISTCC_LOG=str(dlog), ZC_BENCH_TIMES=str(times))
+        return e
+
+    def build(self, label, client, hosts, kind):
+        """One clean `make -j4` in host b: per-job latencies, the make's wall
+        time, and what the client's log says about browsing."""
+        self.n += 1
+        tag = f"zc-{self.n:02}"
+        exe = str(OURS / "distcc") if client == "ours" else REAL_CLIENT
+        if kind in ("warm", "stale"):
+            ddir = self.work / f"zc-dd-{kind}"
+        else:
+            ddir = self.work / f"{tag}-dd"
+        ddir.mkdir(exist_ok=True)   # distcc 3.4's client needs it made
+        hosts_file = ddir / "zeroconf" / "hosts"
+        times, dlog = self.work / f"{tag}.times", self.work / f"{tag}.log"
+        env = self.env(hosts, ddir, times, dlog)
+        for o in self.proj.glob("*.o"):
+            o.unlink()
+        if kind == "warm":
+            # A compile just before the build browses and writes the shared
+            # list (removed first, so it is always a new one): the build then
+            # runs with a list a few seconds old at most, as after a build.
+            hosts_file.unlink(missing_ok=True)
+        if kind == "warm" or (kind == "stale" and not (hosts_file.exists() and hosts_file.read_text().strip())):
+            # Stale (distcc 3.4's list): one compile spawns its browser
+            # and sleeps 1 s; the browser is then ended, as if timed out.
+            plog = self.work / f"{tag}-prime.log"
+            r = subprocess.run(self.lan.argv("b", exe, "gcc", "-c", str(self.work / "zc-prime.c"), "-o",
+                                             str(self.work / "zc-prime.o")),
+                               cwd=self.work, env=dict(env, DISTCC_LOG=str(plog)),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            zc_kill_strays(self.lan, "b", "distcc") if client == "3.4" else 0
+            if r.returncode or not hosts_file.exists():
+                raise RuntimeError(f"{label}: the priming compile failed ({r.returncode}): "
+                                   f"{plog.read_text(errors='replace') if plog.exists() else ''}")
+        offset = len(self.server.text())
+        t0 = time.monotonic()
+        # To a file, not a pipe: distcc 3.4's browser, forked by a client,
+        # would hold a pipe open for its ~20 s.
+        out = self.work / f"{tag}.out"
+        with open(out, "w") as f:
+            # -k for distcc 3.4: some of its jobs fail (see zeroconf_report).
+            r = subprocess.run(self.lan.argv("b", "make", "-j4", "-s", *(["-k"] if client == "3.4" else []),
+                                             f"CC={self.timecc} {exe} gcc"),
+                               cwd=self.proj, env=env, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        wall = time.monotonic() - t0
+        strays = zc_kill_strays(self.lan, "b", "distcc") if client == "3.4" else 0
+        if r.returncode and client != "3.4":
+            raise RuntimeError(f"{label}: make failed ({r.returncode}):\n{out.read_text(errors='replace')}")
+        objs = len(list(self.proj.glob("src*.o")))
+        jobs, failed = [], []
+        for line in times.read_text().splitlines():
+            a, b, rc, src = line.split(" ", 3)
+            if rc != "0":
+                # Only distcc 3.4's "no hosts" (116) is tolerated, and only from it.
+                if client != "3.4" or rc != "116":
+                    raise RuntimeError(f"{label}: {src}: the client exited {rc}")
+                failed.append((float(a) - t0, float(b) - float(a)))
+                continue
+            jobs.append((float(a) - t0, float(b) - float(a)))
+        jobs.sort()
+        want = ZC_FILES - len(failed)
+        remote = 0
+        for _ in range(40):   # the daemon logs a job just after replying
+            remote = self.server.compiles_since(offset)
+            if remote >= want:
+                break
+            time.sleep(0.05)
+        if objs != want or len(jobs) + len(failed) != ZC_FILES or remote != want:
+            raise RuntimeError(f"{label}: {objs} objects, {len(jobs)} jobs ok and {len(failed)} failed, {remote} "
+                               f"COMPILE_OK in the server's log; want {want} objects and COMPILE_OK")
+        log = dlog.read_text(errors="replace") if dlog.exists() else ""
+        browses = [int(m) for m in re.findall(r"\+zeroconf: browsed .*: \d+ server\(s\) in (\d+) ms", log)]
+        return {"wall": wall, "jobs": jobs, "failed": failed, "browses": browses, "strays": strays,
+                "hosts": hosts_file.read_text().strip() if hosts_file.exists() else ""}
+
+
+def zeroconf_part(work, args, say):
+    why = zc_skip_reason()
+    if why:
+        say(f"Zeroconf: part skipped: {why}.\n")
+        return
+    rounds = 2 if args.quick else 5
+    lan = server = None
+    res = {c[0]: [] for c in ZC_CONFIGS}
+    failed = {}
+    try:
+        lan = ZcLan(work)
+        server = ZcServer(work, lan)
+        bench = ZcBench(work, lan, server)
+        for rnd in range(rounds):
+            order = ZC_CONFIGS[rnd % len(ZC_CONFIGS):] + ZC_CONFIGS[:rnd % len(ZC_CONFIGS)]
+            for label, client, hosts, kind in order:
+                if label in failed:
+                    continue
+                try:
+                    got = bench.build(label, client, hosts, kind)
+                except RuntimeError as e:
+                    if client != "3.4":
+                        raise
+                    failed[label] = str(e)   # distcc 3.4 is the comparison, not the subject
+                    print(f"  {label}: {e}", flush=True)
+                    continue
+                res[label].append(got)
+                lat = [j[1] for j in got["jobs"]]
+                print(f"  round {rnd + 1} {label}: make {got['wall']:.2f} s, {len(got['failed'])} failed, jobs median "
+                      f"{median(lat) * 1000:.0f} ms max {max(lat) * 1000:.0f} ms, browses {got['browses']}"
+                      f"{', stray browsers killed: %d' % got['strays'] if client == '3.4' else ''}", flush=True)
+        published, publish_secs, up_secs = server.published, server.publish_secs, lan.up_secs
+        hosts_ours = next((r["hosts"] for r in res[ZC_CONFIGS[1][0]]), "")
+        hosts_34 = next((r["hosts"] for c in ZC_CONFIGS[3:] for r in res[c[0]] if r["hosts"]), "")
+    finally:
+        if server:
+            server.stop()
+        if lan:
+            lan.down()
+    zeroconf_report(res, failed, rounds, bench.explicit, up_secs, publish_secs, published, hosts_ours, hosts_34,
+                    say)
+
+
+def zeroconf_report(res, failed, rounds, explicit, up_secs, publish_secs, published, hosts_ours, hosts_34, say):
+    published = re.sub(r"^.*?(zeroconf: published)", r"\1", published)
+    say(f"Zeroconf: tests/zeroconf/lan (two network namespaces, each with its own D-Bus and avahi-daemon; up in "
+        f"{up_secs:.1f} s); our distccd --zeroconf --jobs 4 in host a ({ZC_SERVER}), logged `{published}` "
+        f"{publish_secs:.2f} s after start. In host b, `make -j4` of {ZC_FILES} small C files (`-O2`), each round a "
+        f"clean build, {rounds} rounds, configurations in turn; `DISTCC_FALLBACK=0` and every build checked: "
+        f"{ZC_FILES} objects and {ZC_FILES} `COMPILE_OK` from {ZC_CLIENT} in the server's log. Per job = the wall "
+        "time of one client run (CLOCK_MONOTONIC around fork/exec/wait in a C wrapper as CC). Explicit hosts: "
+        f"`{ZC_SERVER}:PORT/4,lzo`. Cold = a new, empty DISTCC_DIR "
+        "each round; warm = the shared list written by one compile just before the build.\n")
+    say("Per job over the jobs that compiled; \"failed\" = jobs that exited 116 (no hosts: distcc 3.4 read its "
+        "hosts file while it was still empty; with the default DISTCC_FALLBACK they would have compiled "
+        "locally). \"First 4\" = the 4 jobs make starts at once. Browses = `+zeroconf: browsed …` lines in "
+        "the client's DISTCC_LOG per build, and how long each took.\n")
+    say("| configuration | jobs ok | failed | median ms | max ms | jobs > 0.9 s | first 4 jobs, median ms "
+        "| make wall s (median) | browses per build | browse ms |")
+    say("|---|---|---|---|---|---|---|---|---|---|")
+    for label, *_ in ZC_CONFIGS:
+        rs = res[label]
+        if not rs:
+            say(f"| {label} | failed: {failed.get(label, 'no rounds')[:120].splitlines()[0]} | | | | | | | | |")
+            continue
+        lat = [j[1] for r in rs for j in r["jobs"]]
+        first4 = [j[1] for r in rs for j in r["jobs"][:4]]
+        br = [b for r in rs for b in r["browses"]]
+        nbr = sorted({len(r["browses"]) for r in rs})
+        browse = f"{median(br):.0f} (max {max(br)})" if br else "-"
+        nfail = sum(len(r["failed"]) for r in rs)
+        say(f"| {label} | {len(lat)} | {nfail} | {median(lat) * 1000:.0f} | {max(lat, default=float('nan')) * 1000:.0f} "
+            f"| {sum(x > 0.9 for x in lat)} | {median(first4) * 1000:.0f} | {median([r['wall'] for r in rs]):.2f} "
+            f"| {'/'.join(map(str, nbr)) if '3.4' not in label else 'n/a'} | {browse} |")
+    say()
+    say(f"Hosts files written: ours `{hosts_ours.splitlines()[-1] if hosts_ours else '-'}`; "
+        f"3.4's `{hosts_34.splitlines()[-1] if hosts_34 else '-'}`.\n")
+    for label, rs in res.items():
+        for i, r in enumerate(rs):
+            say(f"  {label}, round {i + 1}: make {r['wall']:.2f} s; jobs (start ms: latency ms) "
+                + ", ".join(f"{a * 1000:.0f}: {b * 1000:.0f}" for a, b in r["jobs"])
+                + ("; failed " + ", ".join(f"{a * 1000:.0f}: {b * 1000:.0f}" for a, b in r["failed"])
+                   if r["failed"] else ""))
+    say()
 
 
 if __name__ == "__main__":
