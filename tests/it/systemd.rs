@@ -491,12 +491,14 @@ fn zeroconf_box(name: &str) -> Option<SystemdBox> {
     Some(b)
 }
 
-/// The journal's zeroconf line once distccd has said how it published.
+/// The journal's zeroconf line once the running distccd.service has said
+/// how it published.
 fn zeroconf_line(b: &SystemdBox) -> String {
     wait_for(
         b,
         "the zeroconf line in the journal",
-        "journalctl -u distccd --no-pager -o cat | grep -E 'zeroconf: (published|not published)'",
+        "journalctl _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value distccd.service) \
+         --no-pager -o cat | grep -E 'zeroconf: (published|not published)'",
     )
 }
 
@@ -530,6 +532,20 @@ fn zeroconf_under_systemd_without_avahi_uses_the_built_in_responder() {
     assert!(
         journal.contains("zeroconf: withdrawn (goodbye sent by the built-in responder)"),
         "{journal}"
+    );
+    // Without AF_NETLINK the responder could list no interface: distccd
+    // says it did not publish rather than that it did.
+    b.sh(
+        "mkdir -p /run/systemd/system/distccd.service.d && printf '[Service]\\nRestrictAddressFamilies=\\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\\n' > /run/systemd/system/distccd.service.d/af.conf \
+         && systemctl daemon-reload && systemctl start distccd.service",
+    );
+    let line = zeroconf_line(&b);
+    assert!(
+        line.contains(
+            "zeroconf: not published: the built-in mDNS responder cannot list the network interfaces"
+        ) && line.contains("AF_NETLINK"),
+        "{line}"
     );
     b.stop();
 }
