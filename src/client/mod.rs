@@ -93,6 +93,8 @@ Host specifications:
    reapi://HOST:PORT[/LIMIT][,instance=NAME][,tls][,cpp]
                                        a Remote Execution API cluster (its action
                                        cache first; see distcc(1))
+   +zeroconf                           the servers on the local network publishing
+                                       this machine's cc (distccd --zeroconf)
    --randomize  --localslots=N  --localslots_cpp=N
 ";
 

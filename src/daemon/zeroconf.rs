@@ -239,11 +239,37 @@ async fn publish(advert: &Advert, hostname: &str) -> Option<Live> {
             e.to_string()
         }
     };
+    // The responder lists the interfaces itself and says nothing when it
+    // cannot (e.g. a RestrictAddressFamilies= without AF_NETLINK): it would
+    // "publish" to no one.
+    let links = match nix::ifaddrs::getifaddrs() {
+        Ok(ifaces) => ifaces
+            .filter(|i| {
+                !i.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+                    && i.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
+                    && i.address.as_ref().and_then(sockaddr_ip).is_some()
+            })
+            .count(),
+        Err(e) => {
+            tracing::error!(
+                "zeroconf: not published: the built-in mDNS responder cannot list the network interfaces \
+                 (getifaddrs: {e}; under systemd, RestrictAddressFamilies= must allow AF_NETLINK) ({why_builtin})"
+            );
+            return None;
+        }
+    };
     let (advert, hostname) = (advert.clone(), hostname.to_owned());
     let made = tokio::task::spawn_blocking(move || Responder::publish(&advert, &hostname)).await;
     match made {
         Ok(Ok(r)) => {
-            tracing::info!("zeroconf: published {what} via the built-in mDNS responder ({why_builtin})");
+            let unseen = if links == 0 {
+                "; no interface but loopback is up, so no other machine sees it until one is"
+            } else {
+                ""
+            };
+            tracing::info!(
+                "zeroconf: published {what} via the built-in mDNS responder ({why_builtin}){unseen}"
+            );
             Some(Live::Builtin(r))
         }
         Ok(Err(e)) => {

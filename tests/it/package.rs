@@ -1094,6 +1094,24 @@ fn man_pages_match_the_help() {
         assert!(help.contains(opt), "distcc --help lost {opt}");
         assert!(options.contains(opt), "distcc.1 OPTIONS lacks {opt}");
     }
+    // Each kind of host --help lists, in HOST SPECIFICATIONS.
+    let specs = man_section(&page, "HOST SPECIFICATIONS");
+    let host_help = &help[help
+        .find("Host specifications:")
+        .expect("distcc --help lists host specifications")..];
+    for (in_help, in_man) in [
+        ("localhost[/LIMIT]", ".BR localhost ["),
+        ("HOSTSPEC,cpp,lzo", ".IR HOSTSPEC ,cpp,lzo"),
+        ("[USER]@HOST", ".RI [ USER ] @HOST"),
+        ("reapi://HOST:PORT", ".BR reapi:// "),
+        ("+zeroconf", ".B +zeroconf"),
+    ] {
+        assert!(host_help.contains(in_help), "distcc --help lost {in_help}");
+        assert!(
+            specs.lines().any(|l| l.starts_with(in_man)),
+            "distcc.1 HOST SPECIFICATIONS lacks {in_help}"
+        );
+    }
     let env = man_section(&page, "ENVIRONMENT");
     let vars: BTreeSet<&str> = help
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

@@ -454,3 +454,163 @@ fn the_chroot_comes_from_this_machines_apt_mirror() {
         "the main archive, not the security one: {mirror}"
     );
 }
+
+/// A link for mDNS in the box, whose only other one is `lo`, which neither
+/// responder publishes on (no other machine could use it). A veth pair, as
+/// this kernel has no `dummy` driver; the peer stays in the box.
+fn add_link(b: &SystemdBox) {
+    b.sh(
+        "ip link add zc0 type veth peer name zc1 && ip addr add 10.77.0.1/24 dev zc0 \
+         && ip link set zc0 multicast on up && ip link set zc1 multicast on up",
+    );
+}
+
+/// A box for `--zeroconf`, with the packaged units and conf.d and
+/// `--zeroconf` in /etc/conf.d/distccd, and the service enabled. `None`,
+/// said, when not root: booting a box needs it.
+fn zeroconf_box(name: &str) -> Option<SystemdBox> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: booting systemd in namespaces needs root");
+        return None;
+    }
+    let b = SystemdBox::boot(name);
+    install(&b);
+    b.write(
+        "/etc/conf.d/distccd",
+        b"DISTCC_ARGS=\"--allow 127.0.0.1 --zeroconf\"\n",
+        0o644,
+    );
+    // Enabling the service (not only the socket) is what starts it at boot,
+    // which publishing needs.
+    b.sh("systemctl enable distccd.service");
+    assert_eq!(
+        b.exec(&["systemctl", "is-enabled", "distccd.service", "distccd.socket"])
+            .stdout,
+        b"enabled\nenabled\n"
+    );
+    assert!(
+        b.sh("systemctl show -p WantedBy --value distccd.service")
+            .contains("multi-user.target"),
+        "enabling distccd.service does not start it at boot"
+    );
+    Some(b)
+}
+
+/// The journal's zeroconf line once the running distccd.service has said
+/// how it published.
+fn zeroconf_line(b: &SystemdBox) -> String {
+    wait_for(
+        b,
+        "the zeroconf line in the journal",
+        "journalctl _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value distccd.service) \
+         --no-pager -o cat | grep -E 'zeroconf: (published|not published)'",
+    )
+}
+
+#[test]
+fn zeroconf_under_systemd_without_avahi_uses_the_built_in_responder() {
+    let Some(b) = zeroconf_box("zc-builtin") else {
+        return;
+    };
+    // The box masks what the host enables, avahi-daemon among them.
+    assert!(
+        !b.exec(&["systemctl", "is-active", "avahi-daemon.service"])
+            .status
+            .success()
+    );
+    // With only loopback it publishes, and says no one can see it yet.
+    b.sh("systemctl start distccd.service");
+    let line = zeroconf_line(&b);
+    assert!(
+        line.contains(&format!("published distcc@{} (", b.name()))
+            && line.contains("._sub._distcc._tcp) port 3632")
+            && line.contains(
+                "via the built-in mDNS responder (avahi-daemon is not on the system D-Bus); \
+                 no interface but loopback is up"
+            ),
+        "{line}"
+    );
+    // A link that comes up later is taken on by the responder, and a client
+    // in the box (our browser, over zc0) finds the server there. Each try
+    // has a DISTCC_DIR of its own, so it browses rather than reading the
+    // last try's list.
+    add_link(&b);
+    let hosts = wait_for(
+        &b,
+        "the server found by +zeroconf",
+        &format!(
+            "cd /root && DISTCC_DIR=$(mktemp -d) DISTCC_HOSTS=+zeroconf distcc --show-hosts \
+             | grep -E '^10.77.0.1:3632/[0-9]+,lzo,cpp  # [+]zeroconf: distcc@{}, '",
+            b.name()
+        ),
+    );
+    assert_eq!(hosts.lines().count(), 1, "{hosts}");
+    b.sh("systemctl stop distccd.service");
+    wait_for(
+        &b,
+        "the goodbye in the journal",
+        "journalctl -u distccd --no-pager -o cat \
+         | grep -F 'zeroconf: withdrawn (goodbye sent by the built-in responder)'",
+    );
+    // Without AF_NETLINK the responder could list no interface: distccd
+    // says it did not publish rather than that it did.
+    b.sh(
+        "mkdir -p /run/systemd/system/distccd.service.d && printf '[Service]\\nRestrictAddressFamilies=\\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\\n' > /run/systemd/system/distccd.service.d/af.conf \
+         && systemctl daemon-reload && systemctl start distccd.service",
+    );
+    let line = zeroconf_line(&b);
+    assert!(
+        line.contains(
+            "zeroconf: not published: the built-in mDNS responder cannot list the network interfaces"
+        ) && line.contains("AF_NETLINK"),
+        "{line}"
+    );
+    b.stop();
+}
+
+#[test]
+fn zeroconf_under_systemd_goes_through_avahi_daemon() {
+    let Some(b) = zeroconf_box("zc-avahi") else {
+        return;
+    };
+    add_link(&b);
+    // Unit files in /etc take precedence over the box's masks of the host's
+    // enabled units.
+    for unit in ["avahi-daemon.service", "avahi-daemon.socket"] {
+        b.sh(&format!(
+            "cp /lib/systemd/system/{unit} /etc/systemd/system/{unit}"
+        ));
+    }
+    b.sh("systemctl daemon-reload && systemctl start avahi-daemon.service");
+    wait_for(
+        &b,
+        "avahi-daemon's start-up",
+        "journalctl -u avahi-daemon --no-pager -o cat | grep 'Server startup complete'",
+    );
+    b.sh("systemctl start distccd.service");
+    let line = zeroconf_line(&b);
+    assert!(
+        line.contains(&format!("published distcc@{} (", b.name()))
+            && line.contains("._sub._distcc._tcp) port 3632")
+            && line.contains("via avahi-daemon avahi 0.")
+            && line.contains("; TXT txtvers=1 "),
+        "{line}"
+    );
+    // avahi-daemon answers for it on the link (avahi-browse escapes '@').
+    let seen = b.sh("avahi-browse -tpr _distcc._tcp");
+    let resolved = format!("=;zc0;IPv4;distcc\\064{};", b.name());
+    assert!(
+        seen.lines().any(|l| l.starts_with(&resolved)
+            && l.contains(";10.77.0.1;3632;")
+            && l.contains("\"protocols=1,2,3\"")),
+        "{seen}"
+    );
+    b.sh("systemctl stop distccd.service");
+    wait_for(
+        &b,
+        "the withdrawal in the journal",
+        "journalctl -u distccd --no-pager -o cat | grep -F 'zeroconf: withdrawn from avahi-daemon'",
+    );
+    b.stop();
+}
