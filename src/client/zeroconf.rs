@@ -4,8 +4,10 @@ publish the subtype of this machine's `cc` (as distcc 3.4 browses it).
 
 distcc 3.4 forks a browser that lives while its hosts file's atime is
 recent (relatime defeats that), and every client after a respawn sleeps a
-fixed second. Here the client that needs a list browses in-process, for as
-long as answers keep coming ([`WAIT`]), and writes what it found to
+fixed second. Here the client that needs a list asks the local
+avahi-daemon (whose cache has heard the network) or, where none runs,
+browses in-process for as long as answers keep coming ([`WAIT`]), and
+writes what it found to
 `$DISTCC_DIR/zeroconf/hosts` in distcc 3.4's format; that file is the
 build's list while its mtime is younger than [`FRESH`]. When it is older,
 one client (holding `rs-browse`) browses again while the others go on with

@@ -588,11 +588,17 @@ fn zeroconf_under_systemd_goes_through_avahi_daemon() {
         "avahi-daemon's start-up",
         "journalctl -u avahi-daemon --no-pager -o cat | grep 'Server startup complete'",
     );
-    b.sh("systemctl start distccd.service");
+    // The port published is the passed socket's, not distccd's --port default.
+    b.write(
+        "/etc/systemd/system/distccd.socket.d/port.conf",
+        b"[Socket]\nListenStream=\nListenStream=3700\n",
+        0o644,
+    );
+    b.sh("systemctl daemon-reload && systemctl start distccd.service");
     let line = zeroconf_line(&b);
     assert!(
         line.contains(&format!("published distcc@{} (", b.name()))
-            && line.contains("._sub._distcc._tcp) port 3632")
+            && line.contains("._sub._distcc._tcp) port 3700")
             && line.contains("via avahi-daemon avahi 0.")
             && line.contains("; TXT txtvers=1 "),
         "{line}"
@@ -602,7 +608,7 @@ fn zeroconf_under_systemd_goes_through_avahi_daemon() {
     let resolved = format!("=;zc0;IPv4;distcc\\064{};", b.name());
     assert!(
         seen.lines().any(|l| l.starts_with(&resolved)
-            && l.contains(";10.77.0.1;3632;")
+            && l.contains(";10.77.0.1;3700;")
             && l.contains("\"protocols=1,2,3\"")),
         "{seen}"
     );
