@@ -111,8 +111,9 @@ pub fn discover(distcc_dir: Option<&Path>, path: &str) -> Discovery {
     };
     if let Some(a) = age(&file)
         && a < FRESH
+        && let Some(d) = read(&file, a)
     {
-        return read(&file, a);
+        return d;
     }
     let deadline = Instant::now() + WAIT.most + Duration::from_secs(1);
     loop {
@@ -121,8 +122,9 @@ pub fn discover(distcc_dir: Option<&Path>, path: &str) -> Discovery {
                 // Another client may have browsed while we waited.
                 if let Some(a) = age(&file)
                     && a < FRESH
+                    && let Some(d) = read(&file, a)
                 {
-                    return read(&file, a);
+                    return d;
                 }
                 let found = browse(path, Some(&file));
                 drop(held);
@@ -130,8 +132,9 @@ pub fn discover(distcc_dir: Option<&Path>, path: &str) -> Discovery {
             }
             Ok(None) => {
                 // Someone is browsing: an old list now beats a new one later.
-                if let Some(a) = age(&file) {
-                    let mut d = read(&file, a);
+                if let Some(a) = age(&file)
+                    && let Some(mut d) = read(&file, a)
+                {
                     d.how.push_str(", while another client browses again");
                     return d;
                 }
@@ -148,11 +151,16 @@ pub fn discover(distcc_dir: Option<&Path>, path: &str) -> Discovery {
     }
 }
 
-/// Reads the shared list (ours or distcc 3.4's).
-fn read(file: &Path, age: Duration) -> Discovery {
+/// Reads the shared list (ours or distcc 3.4's). `None` for an empty list
+/// that is not ours: distcc 3.4's browser empties the file when it starts
+/// and fills it as services resolve, so its emptiness says nothing yet.
+fn read(file: &Path, age: Duration) -> Option<Discovery> {
     let text = fs::read(file)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
+    if !zeroconf::written_by_us(&text) && zeroconf::parse_hosts(&text).is_empty() {
+        return None;
+    }
     let mut hosts = Vec::new();
     for (spec, note) in zeroconf::parse_hosts(&text) {
         match one_host(&spec) {
@@ -160,11 +168,11 @@ fn read(file: &Path, age: Duration) -> Discovery {
             None => log::info(&format!("+zeroconf: {}: ignoring '{spec}'", file.display())),
         }
     }
-    Discovery {
+    Some(Discovery {
         hosts,
         how: format!("from {}, {} s old", file.display(), age.as_secs()),
         file: Some(file.to_owned()),
-    }
+    })
 }
 
 /// A line's spec as a TCP host, or `None`.

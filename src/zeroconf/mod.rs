@@ -403,7 +403,7 @@ fn is_link_local(ip: &Ipv6Addr) -> bool {
 /// spec are written once (distcc 3.4 collapses by instance name instead),
 /// and no more than [`MAX_SERVICES`].
 pub fn render_hosts(browsed: &str, via: &str, entries: &[Entry]) -> String {
-    let mut out = format!("# distcc-rs {}: {browsed} via {via}\n", env!("CARGO_PKG_VERSION"));
+    let mut out = format!("{HEADER}{}: {browsed} via {via}\n", env!("CARGO_PKG_VERSION"));
     let mut seen = Vec::new();
     for e in entries {
         if seen.contains(&&e.spec) {
@@ -422,6 +422,14 @@ pub fn render_hosts(browsed: &str, via: &str, entries: &[Entry]) -> String {
         out.push_str(&format!("{} # {note}\n", e.spec));
     }
     out
+}
+
+/// How our hosts files begin.
+const HEADER: &str = "# distcc-rs ";
+
+/// Whether a hosts file was written by us (distcc 3.4's have no comments).
+pub fn written_by_us(text: &str) -> bool {
+    text.starts_with(HEADER)
 }
 
 /// A hosts file's lines as specs and their notes (comments). Lines of
@@ -711,7 +719,12 @@ mod tests {
                 e("10.99.0.1:3632/3", "distcc@zc-a #2"),
             ],
         );
-        assert!(text.starts_with("# distcc-rs "), "{text}");
+        assert!(written_by_us(&text), "{text}");
+        assert!(
+            written_by_us(&render_hosts("b", "mDNS", &[])),
+            "an empty list is still ours"
+        );
+        assert!(!written_by_us("10.99.0.1:3632/3\n") && !written_by_us(""));
         assert_eq!(text.lines().count(), 3, "a header and two hosts: {text}");
         let lines = parse_hosts(&text);
         assert_eq!(
