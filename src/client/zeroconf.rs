@@ -21,17 +21,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::hosts::{self, HostSpec};
 use super::{compiler, lock, log};
-use crate::zeroconf::{self, CompilerId, avahi, mdns};
+use crate::zeroconf::{self, CompilerId, avahi, query};
 
 /// How long a browse's result is the build's host list.
 pub const FRESH: Duration = Duration::from_secs(10);
 
-/// The browse: up to 1.5 s for a first answer (a responder that answered
-/// anyone in the last second waits for the browser's second query, at 1 s;
-/// RFC 6762 §6), 150 ms after the latest (responders answer within 20–120
-/// ms of a query), 2.5 s in all. Nobody answering costs that once per [`FRESH`].
-pub const WAIT: mdns::Wait = mdns::Wait {
-    first: Duration::from_millis(1500),
+/// The browse: up to 1 s for a first answer (nobody answering costs that
+/// once per [`FRESH`]), 150 ms after the latest (responders answer within
+/// 20–120 ms), 2.5 s in all, and as long as a service that was named is
+/// not yet described.
+pub const WAIT: zeroconf::Wait = zeroconf::Wait {
+    first: Duration::from_secs(1),
     settle: Duration::from_millis(150),
     most: Duration::from_millis(2500),
 };
@@ -198,7 +198,7 @@ fn ask(ty: &str) -> anyhow::Result<(Vec<zeroconf::Found>, &'static str)> {
         }
         Err(e) => log::warn(&format!("+zeroconf: {e}; browsing with mDNS here")),
     }
-    Ok((mdns::browse(ty, WAIT)?, "mDNS"))
+    Ok((query::browse(ty, WAIT)?, "mDNS"))
 }
 
 /// Browses now and, with a `file`, writes what was found there.

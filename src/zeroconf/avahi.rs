@@ -21,8 +21,7 @@ use zbus::proxy::{Builder, CacheProperties};
 use zbus::zvariant::OwnedObjectPath;
 use zbus::{Connection, Proxy};
 
-use super::mdns::Wait;
-use super::{Advert, Found, FoundAddr, SERVICE_TYPE};
+use super::{Advert, Found, FoundAddr, SERVICE_TYPE, Wait};
 
 const AVAHI: &str = "org.freedesktop.Avahi";
 /// `AVAHI_SERVER_RUNNING`.

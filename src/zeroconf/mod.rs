@@ -10,15 +10,19 @@ distcc 3.4 matches compilers only by the subtype's name:
 TXT record and nothing else, so the keys of our own ([`OUR_KEYS`]) come
 after its seven and it never sees them.
 
-The network is in [`mdns`] (the built-in responder and the browser) and
-[`avahi`] (avahi-daemon over D-Bus).
+The network is in [`avahi`] (avahi-daemon over D-Bus: publishing, and
+asking its cache), [`mdns`] (the built-in responder) and [`query`] (the
+client's own one-shot queries, whose messages are [`dns`]).
 */
 
 pub mod avahi;
+pub mod dns;
 pub mod mdns;
+pub mod query;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 /// The service type (`DCC_DNS_SERVICE_TYPE`), in the `local` domain.
 pub const SERVICE_TYPE: &str = "_distcc._tcp";
@@ -40,6 +44,15 @@ pub const MAX_SERVICES: usize = 128;
 /// protocols it serves (1 plain, 2 lzo, 3 pump), from which clients add
 /// `,lzo` and `,cpp`.
 pub const OUR_KEYS: [&str; 2] = ["distcc-rs", "protocols"];
+
+/// How long a browse waits: for the first answer, after the latest one,
+/// and in all.
+#[derive(Clone, Copy, Debug)]
+pub struct Wait {
+    pub first: Duration,
+    pub settle: Duration,
+    pub most: Duration,
+}
 
 /// A compiler as the subtype names it (`-dumpmachine`, `-dumpversion`).
 #[derive(Clone, Debug, PartialEq, Eq)]

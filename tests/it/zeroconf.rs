@@ -106,11 +106,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(lan: &Lan, name: &str, argv: &[&str]) -> Server {
+    fn start(lan: &Lan, name: &str, argv: &[&str], env: &[(&str, String)]) -> Server {
         let log = lan.dir.join(&format!("{name}.log"));
         let child = lan
             .cmd("a", lan.dir.path(), argv)
             .env("TMPDIR", lan.dir.shared_dir(&format!("{name}-tmp")))
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -127,19 +128,27 @@ impl Server {
     }
 
     fn ours(lan: &Lan, port: u16, extra: &[&str]) -> Server {
-        let allowed = compiler_dir(&lan.dir, ALLOWED);
+        Server::ours_as(lan, "ours", port, extra, &[])
+    }
+
+    /// Ours, logging to `name`.log, with `env` added.
+    fn ours_as(lan: &Lan, name: &str, port: u16, extra: &[&str], env: &[(&str, String)]) -> Server {
+        let allowed = lan.dir.join("allowed");
+        if !allowed.exists() {
+            compiler_dir(&lan.dir, ALLOWED);
+        }
         let port = port.to_string();
         let mut argv = vec![DISTCCD];
         argv.extend(Server::common_args("3"));
         argv.extend(["--port", &port, "--compiler-dir", allowed.to_str().unwrap()]);
         argv.extend_from_slice(extra);
-        Server::start(lan, "ours", &argv)
+        Server::start(lan, name, &argv, env)
     }
 
     fn theirs(lan: &Lan) -> Server {
         let mut argv = vec!["/usr/bin/distccd"];
         argv.extend(Server::common_args("5"));
-        Server::start(lan, "theirs", &argv)
+        Server::start(lan, "theirs", &argv, &[])
     }
 
     fn log_text(&self) -> String {
@@ -446,11 +455,36 @@ fn a_client_without_avahi_browses_itself_and_pump_uses_what_it_found() {
         let hosts = show_hosts(&lan, &work, &format!("dd-try{tries}"));
         hosts.contains(&format!("10.99.0.1:{port}/3,lzo,cpp  # +zeroconf: distcc@"))
     });
-    let out = compile(&lan, &work, DISTCC, "dd-ours", "ours.o", false);
+    // A server whose cc is another version: found, not used, and
+    // DISTCC_VERBOSE says why.
+    let fake = lan.dir.join("fake-cc");
+    fs::create_dir_all(&fake).unwrap();
+    let script =
+        "#!/bin/sh\ncase \"$1\" in -dumpversion) echo 99;; -dumpmachine) echo x86_64-linux-gnu;; esac\n";
+    fs::write(fake.join("cc"), script).unwrap();
+    fs::set_permissions(
+        fake.join("cc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:/usr/bin:/bin", fake.display());
+    let other = Server::ours_as(&lan, "other", port + 1, &[], &[("DISTCCD_PATH", path)]);
+    other.wait_log("zeroconf: published");
+    // A list of its own, browsed now that both are published.
+    let out = compile(&lan, &work, DISTCC, "dd-mixed", "ours.o", false);
     assert_compiled(&out, &work, "ours.o");
     let said = text(&out.stderr);
     assert!(said.contains("via mDNS"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "not using distcc@{} #2 at port {}: its compiler is _x86-64-linux-gnu--99",
+            lan.var("LAN_A_HOST"),
+            port + 1
+        )),
+        "{said}"
+    );
     ours.wait_served(1);
+    assert!(!show_hosts(&lan, &work, "dd-mixed").contains(&format!(":{}/", port + 1)));
 
     // Under pump, the ,cpp our server's TXT gave makes it a pump-mode job.
     let out = lan
