@@ -348,16 +348,7 @@ async fn browse_with(
             }
             continue;
         }
-        let txt = txt
-            .iter()
-            .map(|kv| {
-                let kv = String::from_utf8_lossy(kv);
-                match kv.split_once('=') {
-                    Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-                    None => (kv.into_owned(), None),
-                }
-            })
-            .collect();
+        let txt = super::txt_pairs(&txt);
         found.push(Found {
             instance: name,
             port,

@@ -216,16 +216,7 @@ pub fn services(records: &[Record], ty: &str, scope: Option<&str>) -> (Vec<Found
                     scope: scope.map(str::to_owned),
                 })
                 .collect(),
-            txt: txt
-                .iter()
-                .map(|kv| {
-                    let kv = String::from_utf8_lossy(kv);
-                    match kv.split_once('=') {
-                        Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-                        None => (kv.into_owned(), None),
-                    }
-                })
-                .collect(),
+            txt: super::txt_pairs(txt),
         });
     }
     (found, missing)

@@ -285,6 +285,21 @@ impl Found {
     }
 }
 
+/// A TXT record's strings as keys and values; a key without `=` has none
+/// (RFC 6763 §6.4).
+pub fn txt_pairs(strings: &[Vec<u8>]) -> Vec<(String, Option<String>)> {
+    strings
+        .iter()
+        .map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            match kv.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (kv.into_owned(), None),
+            }
+        })
+        .collect()
+}
+
 /// Why a service that was found is not used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unusable {
